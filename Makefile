@@ -1,0 +1,46 @@
+# django-retrytasks: `make demo` shows retries on SQLite, `make test` runs the suite on SQLite and PostgreSQL.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://postgres@127.0.0.1:5432/retrytasks
+PYTEST_ARGS ?=
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv test test-sqlite test-postgres demo lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+test: test-sqlite test-postgres
+
+test-sqlite: venv
+	@echo "== tests on SQLite =="
+	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: venv
+	@if $(PY) -m tests.pg_available "$(PG_URL)"; then \
+		echo "== tests on PostgreSQL =="; \
+		DATABASE_URL="$(PG_URL)" $(PY) -m pytest $(PYTEST_ARGS); \
+	elif [ "$$REQUIRE_POSTGRES" = "1" ]; then \
+		echo "PostgreSQL at $(PG_URL) does not answer and REQUIRE_POSTGRES=1" >&2; exit 1; \
+	else \
+		echo "NOTICE: PostgreSQL at $(PG_URL) does not answer: PostgreSQL tests skipped"; \
+	fi
+
+demo: venv
+	env -u DATABASE_URL $(PY) manage.py migrate -v0
+	env -u DATABASE_URL $(PY) manage.py demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy django_retrytasks testproject
+
+bench: venv
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .test-db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

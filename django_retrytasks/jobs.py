@@ -1,0 +1,73 @@
+"""Plain records handed to strategies and tasks: :class:`Job` and :class:`JobContext`.
+
+These are snapshots, not ORM objects: a strategy or a task reading them cannot change
+a job's state by accident, and they can be built without a database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django_retrytasks.tasks import Task
+
+
+class Status:
+    """The states a job moves through."""
+
+    TODO = "todo"  #: waiting to run (for the first time, or for a retry)
+    DOING = "doing"  #: claimed by a worker and running
+    SUCCEEDED = "succeeded"  #: the last run returned
+    FAILED = "failed"  #: the last run raised and the strategy did not retry it
+    CANCELLED = "cancelled"  #: cancelled while waiting; never ran again
+    ABORTED = "aborted"  #: stopped while running, at an operator's request
+
+    WAITING = (TODO,)
+    FINISHED = (SUCCEEDED, FAILED, CANCELLED, ABORTED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """A job as strategies and tasks see it.
+
+    ``attempts`` is the number of runs already finished: 0 during the first run.
+    """
+
+    id: int
+    task_name: str
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    status: str = Status.TODO
+    queue: str = "default"
+    priority: int = 0
+    lock: str | None = None
+    queueing_lock: str | None = None
+    scheduled_at: datetime | None = None
+    attempts: int = 0
+    created_at: datetime | None = None
+
+    def evolve(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobContext:
+    """What a task declared with ``pass_context=True`` receives as its first argument."""
+
+    job: Job
+    task: Task
+    worker_name: str = ""
+    should_abort: Callable[[], bool] = field(default=lambda: False, repr=False)
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """Whether a failure of this run would not be retried whatever the exception.
+
+        Unlike asking the strategy about a plain ``Exception()``, this is right for
+        strategies with ``retry_exceptions`` too.
+        """
+        strategy = self.task.retry
+        return strategy is None or strategy.is_last_attempt(self.job)

@@ -1,0 +1,102 @@
+"""``manage.py runworker``: a thin adapter from the command line to :class:`Worker`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from django_retrytasks.worker import DEFAULT_POLLING_INTERVAL, Worker
+
+VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {value}")
+    return seconds
+
+
+def queue_list(value: str) -> list[str]:
+    queues = [name.strip() for name in value.split(",") if name.strip()]
+    if not queues:
+        raise argparse.ArgumentTypeError("name at least one queue, e.g. --queues default,emails")
+    return queues
+
+
+class Command(BaseCommand):
+    help = "Run jobs from the database: claim due jobs, run them, retry them by their strategy."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--queues",
+            type=queue_list,
+            default=None,
+            help="Comma-separated queues to take jobs from (default: all queues).",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=1,
+            help="How many jobs run at a time in this process, each on its own thread (default 1).",
+        )
+        parser.add_argument(
+            "--burst",
+            action="store_true",
+            help="Run every job that is due now (and retries due at once), then exit.",
+        )
+        parser.add_argument(
+            "--polling-interval",
+            type=positive_seconds,
+            default=DEFAULT_POLLING_INTERVAL,
+            help="Seconds between checks for new jobs when idle "
+            f"(default {DEFAULT_POLLING_INTERVAL}).",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=positive_seconds,
+            default=None,
+            help="On SIGTERM/SIGINT, wait at most this many seconds for running jobs, then "
+            "return them to the queue (default: wait for them however long they take).",
+        )
+        parser.add_argument(
+            "--name", default=None, help="This worker's name (default: host-pid-random)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        level = VERBOSITY_LEVELS.get(options["verbosity"], logging.DEBUG)
+        package_logger = logging.getLogger("django_retrytasks")
+        package_logger.setLevel(level)
+        if not package_logger.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            package_logger.addHandler(handler)
+        try:
+            worker = Worker(
+                queues=options["queues"],
+                concurrency=options["concurrency"],
+                burst=options["burst"],
+                polling_interval=options["polling_interval"],
+                shutdown_timeout=options["shutdown_timeout"],
+                name=options["name"],
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+        worker.run()

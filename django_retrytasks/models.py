@@ -1,0 +1,208 @@
+"""Storage: jobs, the history of their runs, and the workers that run them.
+
+Rows are written only by :mod:`django_retrytasks.services`; everything else reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from django_retrytasks import jobs
+
+
+class JobStatus(models.TextChoices):
+    TODO = jobs.Status.TODO, _("todo")
+    DOING = jobs.Status.DOING, _("doing")
+    SUCCEEDED = jobs.Status.SUCCEEDED, _("succeeded")
+    FAILED = jobs.Status.FAILED, _("failed")
+    CANCELLED = jobs.Status.CANCELLED, _("cancelled")
+    ABORTED = jobs.Status.ABORTED, _("aborted")
+
+
+class Outcome(models.TextChoices):
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
+    #: Cut short by the worker's own graceful shutdown; does not use up a retry.
+    INTERRUPTED = "interrupted", _("interrupted")
+    #: The worker died during the run; counted, and judged as a ``WorkerLost`` failure.
+    LOST = "lost", _("lost")
+    ABORTED = "aborted", _("aborted")
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def waiting(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.TODO)
+
+    def pending_retries(self) -> JobQuerySet:
+        """Jobs waiting for another run after at least one finished run."""
+        return self.filter(status=JobStatus.TODO, attempts__gt=0)
+
+    def running(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.DOING)
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=jobs.Status.FINISHED)
+
+
+class Worker(models.Model):
+    """A running ``runworker`` process, kept alive by its heartbeat."""
+
+    name = models.CharField(max_length=255, unique=True)
+    host = models.CharField(max_length=255, blank=True, default="")
+    pid = models.IntegerField(null=True, blank=True)
+    queues = models.JSONField(default=list, blank=True)
+    concurrency = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Job(models.Model):
+    """One deferred call of a task, with its schedule and its state."""
+
+    id = models.BigAutoField(primary_key=True)
+    task_name = models.CharField(max_length=255)
+    task_kwargs = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.TODO)
+    queue = models.CharField(max_length=128, default="default")
+    priority = models.IntegerField(default=0)
+    lock = models.CharField(max_length=255, null=True, blank=True)
+    queueing_lock = models.CharField(max_length=255, null=True, blank=True)
+    #: When the job may run next; NULL means "now" (the worker treats it as due).
+    scheduled_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    #: Runs already finished (interrupted runs are not counted).
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    #: Start of the current run while ``doing``, else of the last run.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.ForeignKey(
+        Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    abort_requested = models.BooleanField(default=False)
+    #: Runs that asked to be retried later without using up an attempt.
+    snoozes = models.PositiveIntegerField(default=0)
+    #: Runs in a row lost with their worker; a poison job is held after too many.
+    consecutive_losses = models.PositiveIntegerField(default=0)
+    held = models.BooleanField(default=False)
+    #: The ``django.tasks`` backend alias for jobs enqueued through it, else empty.
+    backend = models.CharField(max_length=64, blank=True, default="")
+    return_value = models.JSONField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("cancel_job", "Can cancel jobs"),
+            ("abort_job", "Can abort jobs"),
+        ]
+        indexes = [
+            models.Index(
+                "queue",
+                models.F("priority").desc(),
+                "id",
+                name="retrytasks_todo_queue_idx",
+                condition=Q(status="todo"),
+            ),
+            models.Index(
+                models.F("priority").desc(),
+                "id",
+                name="retrytasks_todo_idx",
+                condition=Q(status="todo"),
+            ),
+            models.Index(
+                "scheduled_at", name="retrytasks_todo_sched_idx", condition=Q(status="todo")
+            ),
+            models.Index(
+                "lock",
+                "id",
+                name="retrytasks_lock_idx",
+                condition=Q(status__in=["todo", "doing"], lock__isnull=False),
+            ),
+            models.Index("status", "finished_at", name="retrytasks_status_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                "queueing_lock",
+                name="retrytasks_one_waiting_per_qlock",
+                condition=Q(status="todo", queueing_lock__isnull=False),
+            ),
+            models.UniqueConstraint(
+                "lock",
+                name="retrytasks_one_running_per_lock",
+                condition=Q(status="doing", lock__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.task_name}"
+
+    @property
+    def is_pending_retry(self) -> bool:
+        return self.status == JobStatus.TODO and self.attempts > 0
+
+    def as_record(self) -> jobs.Job:
+        """Return the plain :class:`django_retrytasks.Job` that strategies and tasks receive."""
+        return record_from_row(self.__dict__)
+
+
+def record_from_row(row: dict[str, Any]) -> jobs.Job:
+    return jobs.Job(
+        id=row["id"],
+        task_name=row["task_name"],
+        task_kwargs=row["task_kwargs"],
+        status=row["status"],
+        queue=row["queue"],
+        priority=row["priority"],
+        lock=row["lock"],
+        queueing_lock=row["queueing_lock"],
+        scheduled_at=row["scheduled_at"],
+        attempts=row["attempts"],
+        created_at=row.get("created_at"),
+    )
+
+
+class Attempt(models.Model):
+    """One run of a job: when, on which worker, how it ended and what was decided next."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_history")
+    #: 1 for the first run of the job.
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    worker_name = models.CharField(max_length=255, blank=True, default="")
+    error_type = models.CharField(max_length=255, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    #: When the retry decided after this run is due; NULL when there was none.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    #: The decision taken after the run, in words ("retry in 5s", "max attempts reached", ...).
+    decision = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["job_id", "number", "id"]
+        indexes = [
+            models.Index("finished_at", "outcome", name="retrytasks_attempt_fin_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of job #{self.job_id}: {self.outcome}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

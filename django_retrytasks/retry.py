@@ -1,0 +1,411 @@
+"""Retry strategies and decisions: pure Python, no Django, no I/O.
+
+A strategy looks at a failed run (the exception and the job as it was when the run
+started) and returns a :class:`RetryDecision`, or ``None`` for "do not retry". The
+worker turns the decision into a database write; nothing here touches storage, and
+the only clock used is the ``now`` a caller passes to :meth:`RetryDecision.resolve`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from django_retrytasks.jobs import Job
+
+#: The latest moment a retry is ever scheduled for. Far-future delays saturate here
+#: instead of overflowing ``datetime`` (year 9999 fits every supported database).
+LATEST_RETRY_AT = datetime(9999, 12, 31, tzinfo=UTC)
+
+_TIMEDELTA_UNITS_IN_SECONDS = {
+    "weeks": 604800.0,
+    "days": 86400.0,
+    "hours": 3600.0,
+    "minutes": 60.0,
+    "seconds": 1.0,
+    "milliseconds": 0.001,
+    "microseconds": 0.000001,
+}
+
+
+class JobLike(Protocol):
+    """What a strategy may read from a job: the fields of :class:`django_retrytasks.Job`."""
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def priority(self) -> int: ...
+
+
+def delay_to_seconds(delay: Mapping[str, float] | timedelta | float | int, *, name: str) -> float:
+    """Return a delay given as timedelta keyword arguments, a timedelta or seconds, in seconds.
+
+    Unlike ``timedelta(**kwargs)`` this never overflows: a delay too long for a
+    datetime comes back as a huge (or infinite) float, which :func:`add_delay` saturates.
+    """
+    if isinstance(delay, timedelta):
+        return delay.total_seconds()
+    if isinstance(delay, bool):
+        raise TypeError(f"{name} must be a dict of timedelta arguments or a timedelta, not a bool")
+    if isinstance(delay, int | float):
+        seconds = float(delay)
+    elif isinstance(delay, Mapping):
+        seconds = 0.0
+        for unit, amount in delay.items():
+            if unit not in _TIMEDELTA_UNITS_IN_SECONDS:
+                raise TypeError(
+                    f"{name} has an unknown unit {unit!r}; use any of "
+                    + ", ".join(_TIMEDELTA_UNITS_IN_SECONDS)
+                )
+            if isinstance(amount, bool) or not isinstance(amount, int | float):
+                raise TypeError(f"{name}[{unit!r}] must be a number, not {type(amount).__name__}")
+            seconds += float(amount) * _TIMEDELTA_UNITS_IN_SECONDS[unit]
+    else:
+        raise TypeError(
+            f"{name} must be a dict of timedelta arguments (e.g. {{'seconds': 10}}) or a "
+            f"timedelta, not {type(delay).__name__}"
+        )
+    if math.isnan(seconds):
+        raise ValueError(f"{name} is not a number (NaN)")
+    return seconds
+
+
+def add_delay(now: datetime, seconds: float) -> tuple[datetime, bool]:
+    """Return ``now`` plus ``seconds`` and whether the result had to be clamped to the latest time."""
+    if seconds >= (LATEST_RETRY_AT - now).total_seconds():
+        return LATEST_RETRY_AT, True
+    return now + timedelta(seconds=seconds), False
+
+
+def check_aware(moment: datetime, *, name: str) -> datetime:
+    if not isinstance(moment, datetime):
+        raise TypeError(f"{name} must be a datetime, not {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime (with a tzinfo), got {moment!r}")
+    return moment
+
+
+class RetryDecision:
+    """What to do with a failed job: retry it (when, and with which priority, queue and lock).
+
+    ``retry_in`` is a dict of timedelta arguments or a timedelta, ``retry_at`` an aware
+    datetime; neither means "retry now". ``priority``, ``queue`` and ``lock`` left ``None``
+    keep the job's current values. ``should_retry=False`` means "do not retry".
+    """
+
+    def __init__(
+        self,
+        *,
+        retry_at: datetime | None = None,
+        retry_in: Mapping[str, float] | timedelta | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+        should_retry: bool = True,
+    ) -> None:
+        if retry_at is not None and retry_in is not None:
+            raise ValueError("RetryDecision takes retry_at or retry_in, not both")
+        self.retry_at = None if retry_at is None else check_aware(retry_at, name="retry_at")
+        #: The wait in seconds when the decision was given as ``retry_in``.
+        self.retry_in_seconds = (
+            None if retry_in is None else delay_to_seconds(retry_in, name="retry_in")
+        )
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise TypeError(f"priority must be an int, not {type(priority).__name__}")
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise ValueError(f"queue must be a non-empty string, got {queue!r}")
+        if lock is not None and not isinstance(lock, str):
+            raise TypeError(f"lock must be a string, not {type(lock).__name__}")
+        self.priority = priority
+        self.queue = queue
+        self.lock = lock
+        self.should_retry = bool(should_retry)
+
+    @property
+    def retry_in(self) -> timedelta | None:
+        """The wait as a timedelta (``timedelta.max`` when it is longer than that)."""
+        if self.retry_in_seconds is None:
+            return None
+        try:
+            return timedelta(seconds=self.retry_in_seconds)
+        except OverflowError:
+            return timedelta.max
+
+    def resolve(self, now: datetime) -> tuple[datetime, bool]:
+        """Return the moment of the next run and whether it was clamped to :data:`LATEST_RETRY_AT`."""
+        if self.retry_at is not None:
+            return self.retry_at, False
+        return add_delay(now, max(self.retry_in_seconds or 0.0, 0.0))
+
+    def describe(self) -> str:
+        parts = []
+        if self.retry_at is not None:
+            parts.append(f"retry at {self.retry_at.isoformat()}")
+        elif self.retry_in_seconds:
+            parts.append(f"retry in {self.retry_in_seconds:g}s")
+        else:
+            parts.append("retry now")
+        for name in ("priority", "queue", "lock"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value!r}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        if not self.should_retry:
+            return "RetryDecision(should_retry=False)"
+        return f"RetryDecision({self.describe()})"
+
+
+class BaseRetryStrategy:
+    """Subclass and override :meth:`get_retry_decision` to decide how a failed job is retried."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        """Return a decision for a failed run, or ``None`` to stop retrying.
+
+        ``job.attempts`` counts the runs finished before the one that just failed.
+        """
+        if type(self).get_schedule_in is BaseRetryStrategy.get_schedule_in:
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement get_retry_decision(*, exception, job)"
+            )
+        warnings.warn(
+            f"{type(self).__name__}.get_schedule_in() is deprecated; "
+            "implement get_retry_decision(*, exception, job) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        seconds = self.get_schedule_in(exception=exception, attempts=job.attempts)
+        if seconds is None:
+            return None
+        return RetryDecision(retry_in={"seconds": seconds})
+
+    def get_schedule_in(self, *, exception: BaseException, attempts: int) -> float | None:
+        """Deprecated: return the wait in seconds before the next run, or ``None`` for no retry."""
+        raise NotImplementedError
+
+    def is_last_attempt(self, job: Job) -> bool:
+        """Return whether no failure of the current run of ``job`` could lead to a retry.
+
+        The generic answer asks the strategy about a plain ``Exception``; strategies that
+        know their budget (like :class:`RetryStrategy`) answer from it directly.
+        """
+        decision = self.get_retry_decision(exception=Exception(), job=job)
+        return decision is None or not decision.should_retry
+
+    def schedule_preview(self, *, attempts: int, count: int) -> list[float] | None:
+        """Return the next ``count`` waits in seconds, or ``None`` when they cannot be known in advance."""
+        return None
+
+
+def _check_count(value: object, *, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be None or an int >= 0, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _check_optional_seconds(value: object, *, name: str) -> float | None:
+    return None if value is None else _check_seconds(value, name=name)
+
+
+def _check_seconds(value: object, *, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _check_exception_types(value: object, *, name: str) -> tuple[type[BaseException], ...] | None:
+    if value is None:
+        return None
+    items: Iterable[object]
+    if isinstance(value, type):
+        items = (value,)
+    elif isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        items = value
+    else:
+        raise TypeError(f"{name} must be a collection of exception classes, got {value!r}")
+    types = tuple(items)
+    for item in types:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"{name} must hold exception classes, got {item!r}")
+    return types  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, eq=True)
+class _Parameters:
+    max_attempts: int | None
+    wait: float
+    linear_wait: float
+    exponential_wait: float
+    max_wait: float | None
+    jitter: float
+
+
+class RetryStrategy(BaseRetryStrategy):
+    """Retry with fixed, linear and exponential waits added up, optionally capped and jittered.
+
+    With ``a = job.attempts`` the wait before the next run is
+    ``wait + linear_wait * (a + 1) + exponential_wait ** (a + 1)`` seconds (the last term
+    only when ``exponential_wait`` is set), then capped at ``max_wait`` and spread by
+    ``jitter`` (0.1 means plus or minus 10 percent). ``max_attempts`` is the number of
+    retries: ``None`` for no limit, ``0`` for none at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_attempts: int | None = None,
+        wait: float = 0,
+        linear_wait: float = 0,
+        exponential_wait: float = 0,
+        retry_exceptions: Iterable[type[BaseException]] | None = None,
+        no_retry_exceptions: Iterable[type[BaseException]] | None = None,
+        max_wait: float | None = None,
+        jitter: float = 0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.max_attempts = _check_count(max_attempts, name="max_attempts")
+        self.wait = _check_seconds(wait, name="wait")
+        self.linear_wait = _check_seconds(linear_wait, name="linear_wait")
+        self.exponential_wait = _check_seconds(exponential_wait, name="exponential_wait")
+        self.max_wait = _check_optional_seconds(max_wait, name="max_wait")
+        self.jitter = _check_seconds(jitter, name="jitter")
+        if self.jitter > 1:
+            raise ValueError(f"jitter is a fraction between 0 and 1, got {jitter!r}")
+        self.retry_exceptions = _check_exception_types(retry_exceptions, name="retry_exceptions")
+        self.no_retry_exceptions = _check_exception_types(
+            no_retry_exceptions, name="no_retry_exceptions"
+        )
+        self._rng = rng or random.Random()
+
+    def base_wait(self, attempts: int) -> float:
+        """Return the wait in seconds after ``attempts`` finished runs, before jitter."""
+        exponent = attempts + 1
+        total = float(self.wait or 0) + float(self.linear_wait or 0) * exponent
+        if self.exponential_wait:
+            # Past ~1e300 a float overflows; such a wait saturates at the latest date anyway.
+            log_value = exponent * math.log(self.exponential_wait)
+            total += math.inf if log_value > 690 else float(self.exponential_wait) ** exponent
+        if self.max_wait is not None:
+            total = min(total, float(self.max_wait))
+        return total
+
+    def will_retry(self, exception: BaseException, job: JobLike) -> bool:
+        if self.max_attempts is not None and job.attempts >= self.max_attempts:
+            return False
+        if self.retry_exceptions is not None and not isinstance(exception, self.retry_exceptions):
+            return False
+        return not (
+            self.no_retry_exceptions is not None and isinstance(exception, self.no_retry_exceptions)
+        )
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if not self.will_retry(exception, job):
+            return None
+        seconds = self.base_wait(job.attempts)
+        if self.jitter and math.isfinite(seconds):
+            seconds *= 1 + self._rng.uniform(-self.jitter, self.jitter)
+        return RetryDecision(retry_in={"seconds": seconds})
+
+    def is_last_attempt(self, job: Job) -> bool:
+        return self.max_attempts is not None and job.attempts >= self.max_attempts
+
+    @property
+    def is_deterministic(self) -> bool:
+        return not self.jitter
+
+    def schedule_preview(self, *, attempts: int, count: int) -> list[float] | None:
+        waits = []
+        for done in range(attempts, attempts + count):
+            if self.max_attempts is not None and done >= self.max_attempts:
+                break
+            waits.append(self.base_wait(done))
+        return waits
+
+    def _parameters(self) -> _Parameters:
+        return _Parameters(
+            self.max_attempts,
+            self.wait,
+            self.linear_wait,
+            self.exponential_wait,
+            self.max_wait,
+            self.jitter,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RetryStrategy):
+            return NotImplemented
+        return (
+            self._parameters() == other._parameters()
+            and self.retry_exceptions == other.retry_exceptions
+            and self.no_retry_exceptions == other.no_retry_exceptions
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._parameters())
+
+    def __repr__(self) -> str:
+        defaults = RetryStrategy.__init__.__kwdefaults__ or {}
+        shown = [
+            f"{name}={getattr(self, name)!r}"
+            for name in (
+                "max_attempts",
+                "wait",
+                "linear_wait",
+                "exponential_wait",
+                "max_wait",
+                "jitter",
+                "retry_exceptions",
+                "no_retry_exceptions",
+            )
+            if getattr(self, name) != defaults.get(name)
+        ]
+        return f"RetryStrategy({', '.join(shown)})"
+
+
+def get_retry_strategy(retry: bool | int | BaseRetryStrategy | None) -> BaseRetryStrategy | None:
+    """Turn the ``retry=`` option of a task into a strategy (or ``None`` for never)."""
+    if retry is None or retry is False:
+        return None
+    if retry is True:
+        return RetryStrategy()
+    if isinstance(retry, BaseRetryStrategy):
+        return retry
+    if isinstance(retry, int):
+        if retry < 0:
+            raise ValueError(f"retry must be >= 0 (the number of retries), got {retry}")
+        return RetryStrategy(max_attempts=retry) if retry else None
+    raise TypeError(
+        "retry must be True, False, None, an int (the number of retries) or a "
+        f"BaseRetryStrategy instance, not {type(retry).__name__}"
+    )
+
+
+def decide(
+    strategy: BaseRetryStrategy | None, *, exception: BaseException, job: Job
+) -> RetryDecision | None:
+    """Ask ``strategy`` about a failure; ``None`` and ``should_retry=False`` both mean no retry."""
+    if strategy is None:
+        return None
+    decision = strategy.get_retry_decision(exception=exception, job=job)
+    if decision is None:
+        return None
+    if not isinstance(decision, RetryDecision):
+        raise TypeError(
+            f"{type(strategy).__name__}.get_retry_decision returned {decision!r}; "
+            "expected a RetryDecision or None"
+        )
+    return decision if decision.should_retry else None

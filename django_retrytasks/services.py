@@ -1,0 +1,494 @@
+"""Every change of a job's state, each in one short transaction.
+
+The worker, the admin and the command line all come here; nothing else writes to
+:class:`~django_retrytasks.models.Job` or :class:`~django_retrytasks.models.Attempt`.
+Functions take ``now`` from their caller so that tests control time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from django_retrytasks import jobs, retry
+from django_retrytasks.exceptions import AlreadyEnqueued
+from django_retrytasks.models import Attempt, Job, JobStatus, record_from_row
+from django_retrytasks.tasks import JobSpec
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DB = "default"
+
+
+# --- wake-ups ------------------------------------------------------------------------------
+
+_wake_callbacks: list[Callable[[], None]] = []
+_wake_lock = threading.Lock()
+
+
+def add_wake_callback(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever this process makes a job due now (a worker in the same process)."""
+    with _wake_lock:
+        _wake_callbacks.append(callback)
+
+
+def remove_wake_callback(callback: Callable[[], None]) -> None:
+    with _wake_lock:
+        if callback in _wake_callbacks:
+            _wake_callbacks.remove(callback)
+
+
+def _wake_local_workers() -> None:
+    with _wake_lock:
+        callbacks = list(_wake_callbacks)
+    for callback in callbacks:
+        callback()
+
+
+def _after_commit_wake(using: str) -> None:
+    if _wake_callbacks:
+        transaction.on_commit(_wake_local_workers, using=using)
+
+
+# --- deferring -----------------------------------------------------------------------------
+
+
+def _queueing_lock_conflict(error: IntegrityError) -> bool:
+    text = str(error)
+    return "retrytasks_one_waiting_per_qlock" in text or "queueing_lock" in text
+
+
+def defer_jobs(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list[int]:
+    """Store jobs in one transaction (joining the caller's) and return their ids in order.
+
+    Raises :class:`AlreadyEnqueued` when a queueing lock is taken; then nothing is stored
+    and a surrounding transaction stays usable.
+    """
+    if not specs:
+        return []
+    now = timezone.now()
+    rows = []
+    for spec in specs:
+        if spec.scheduled_at is not None:
+            scheduled_at = spec.scheduled_at
+        elif spec.delay_seconds is not None:
+            scheduled_at, _ = retry.add_delay(now, max(spec.delay_seconds, 0.0))
+        else:
+            scheduled_at = now
+        rows.append(
+            Job(
+                task_name=spec.task_name,
+                task_kwargs=spec.task_kwargs,
+                queue=spec.queue,
+                priority=spec.priority,
+                lock=spec.lock,
+                queueing_lock=spec.queueing_lock,
+                scheduled_at=scheduled_at,
+                created_at=now,
+            )
+        )
+    # A savepoint keeps the caller's transaction usable when a queueing lock is taken.
+    needs_savepoint = len(rows) > 1 or any(spec.queueing_lock for spec in specs)
+    try:
+        if needs_savepoint:
+            with transaction.atomic(using=using):
+                created = _insert(rows, using)
+        else:
+            created = _insert(rows, using)
+    except IntegrityError as error:
+        if _queueing_lock_conflict(error):
+            taken = sorted({spec.queueing_lock for spec in specs if spec.queueing_lock})
+            raise AlreadyEnqueued(
+                f"a job with queueing lock {', '.join(map(repr, taken))} is already waiting; "
+                "nothing was stored"
+            ) from error
+        raise
+    if any(row.scheduled_at is None or row.scheduled_at <= now for row in created):
+        _after_commit_wake(using)
+    return [row.pk for row in created]
+
+
+def _insert(rows: list[Job], using: str) -> list[Job]:
+    if len(rows) == 1:
+        rows[0].save(using=using, force_insert=True)
+        return rows
+    return Job.objects.using(using).bulk_create(rows)
+
+
+# --- claiming ------------------------------------------------------------------------------
+
+_CLAIM_COLUMNS = (
+    "id",
+    "task_name",
+    "task_kwargs",
+    "status",
+    "queue",
+    "priority",
+    "lock",
+    "queueing_lock",
+    "scheduled_at",
+    "attempts",
+    "created_at",
+    "backend",
+)
+
+
+def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[str, list[Any]]:
+    """One statement that marks up to ``limit`` due jobs ``doing`` and returns them.
+
+    PostgreSQL skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); on SQLite the
+    single statement runs under the database's one write lock, so it cannot race either.
+    """
+    table = Job._meta.db_table
+    params: list[Any] = []
+    queue_filter = ""
+    if queues:
+        queue_filter = f"AND j.queue IN ({', '.join(['%s'] * len(queues))})"
+        params.extend(queues)
+    # A job whose lock is held by a running job, or by a job deferred before it that is
+    # still waiting (even one scheduled for later), must wait its turn.
+    lock_filter = f"""
+        AND (j.lock IS NULL OR NOT EXISTS (
+            SELECT 1 FROM {table} o
+            WHERE o.lock = j.lock
+              AND (o.status = 'doing' OR (o.status = 'todo' AND o.id < j.id))
+        ))"""
+    skip_locked = "FOR UPDATE OF j SKIP LOCKED" if vendor == "postgresql" else ""
+    select = f"""
+        SELECT j.id FROM {table} j
+        WHERE j.status = 'todo'
+          AND (j.scheduled_at IS NULL OR j.scheduled_at <= %s)
+          {queue_filter}
+          {lock_filter}
+        ORDER BY j.priority DESC, j.id ASC
+        LIMIT %s
+        {skip_locked}"""
+    returning = ", ".join(_CLAIM_COLUMNS)
+    sql = f"""
+        UPDATE {table}
+        SET status = 'doing', started_at = %s, worker_id = %s, abort_requested = FALSE
+        WHERE id IN ({select})
+        RETURNING {returning}"""
+    return sql, params
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job claimed by a worker: the record the task sees, and when the run started."""
+
+    record: jobs.Job
+    started_at: datetime
+    worker_id: int | None
+    backend: str = ""
+
+
+def claim_jobs(
+    *,
+    now: datetime,
+    limit: int = 1,
+    queues: Sequence[str] | None = None,
+    worker_id: int | None = None,
+    using: str = DEFAULT_DB,
+) -> list[Claim]:
+    """Mark up to ``limit`` due jobs ``doing`` for ``worker_id`` and return them, best first."""
+    connection = connections[using]
+    sql, filter_params = _claim_sql(connection.vendor, queues, limit)
+    moment = connection.ops.adapt_datetimefield_value(now)
+    params = [moment, worker_id, moment, *filter_params, limit]
+    json_field = Job._meta.get_field("task_kwargs")
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    claims = []
+    for values in sorted(rows, key=lambda row: (-row[5], row[0])):
+        row = dict(zip(_CLAIM_COLUMNS, values, strict=True))
+        row["task_kwargs"] = json_field.from_db_value(row["task_kwargs"], None, connection)  # type: ignore[arg-type]
+        for name in ("scheduled_at", "created_at"):
+            row[name] = _to_datetime(row[name], connection)
+        claims.append(
+            Claim(
+                record=record_from_row({**row, "status": JobStatus.DOING}),
+                started_at=now,
+                worker_id=worker_id,
+                backend=row["backend"],
+            )
+        )
+    return claims
+
+
+def _to_datetime(value: Any, connection: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        if isinstance(value, datetime) and timezone.is_naive(value):
+            return timezone.make_aware(value, UTC)
+        return value
+    converters = connection.ops.get_db_converters(Job._meta.get_field("scheduled_at").get_col(""))
+    for converter in converters:
+        value = converter(value, None, connection)
+    converted: datetime | None = value
+    return converted
+
+
+def next_due_at(*, queues: Sequence[str] | None = None, using: str = DEFAULT_DB) -> datetime | None:
+    """Return the earliest ``scheduled_at`` among waiting jobs (a NULL counts as the epoch)."""
+    waiting = Job.objects.using(using).filter(status=JobStatus.TODO)
+    if queues:
+        waiting = waiting.filter(queue__in=queues)
+    if waiting.filter(scheduled_at__isnull=True).exists():
+        return datetime.min.replace(tzinfo=UTC)
+    earliest: datetime | None = waiting.aggregate(earliest=Min("scheduled_at"))["earliest"]
+    return earliest
+
+
+# --- recording outcomes --------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """How a run ended, as the worker observed it."""
+
+    outcome: str
+    finished_at: datetime
+    worker_name: str = ""
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    return_value: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+class OutcomeDiscarded(Exception):
+    """The job is no longer running for this worker (it was recovered elsewhere)."""
+
+
+def _fenced(claim: Claim, using: str) -> Any:
+    return Job.objects.using(using).filter(
+        pk=claim.record.id, status=JobStatus.DOING, started_at=claim.started_at
+    )
+
+
+def _attempt_number(claim: Claim, using: str) -> int:
+    return Attempt.objects.using(using).filter(job_id=claim.record.id).count() + 1
+
+
+def _attempt(claim: Claim, report: RunReport, number: int, **extra: Any) -> Attempt:
+    return Attempt(
+        job_id=claim.record.id,
+        number=number,
+        started_at=claim.started_at,
+        finished_at=report.finished_at,
+        outcome=report.outcome,
+        worker_name=report.worker_name,
+        error_type=report.error_type[:255],
+        error_message=report.error_message,
+        traceback=report.traceback,
+        **extra,
+    )
+
+
+def record_success(claim: Claim, report: RunReport, *, using: str = DEFAULT_DB) -> bool:
+    """Record a run that returned: the job ends ``succeeded``. False if the outcome was fenced off."""
+    try:
+        with transaction.atomic(using=using):
+            number = _attempt_number(claim, using)
+            _attempt(claim, report, number, decision="; ".join(report.notes)).save(using=using)
+            updated = _fenced(claim, using).update(
+                status=JobStatus.SUCCEEDED,
+                attempts=claim.record.attempts + 1,
+                finished_at=report.finished_at,
+                consecutive_losses=0,
+                return_value=report.return_value,
+            )
+            if not updated:
+                raise OutcomeDiscarded
+    except OutcomeDiscarded:
+        _log_discarded(claim)
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class FailureResult:
+    """What :func:`record_failure` wrote."""
+
+    status: str
+    retry_at: datetime | None
+    decision_text: str
+    clamped: bool = False
+
+
+def record_failure(
+    claim: Claim,
+    report: RunReport,
+    decision: retry.RetryDecision | None,
+    *,
+    now: datetime,
+    decision_text: str = "",
+    counts: bool = True,
+    using: str = DEFAULT_DB,
+) -> FailureResult | None:
+    """Record a failed run and apply the retry decision, attempt row and job in ONE transaction.
+
+    With a decision the job goes back to ``todo`` at the retry time with the decision's
+    priority, queue and lock; without one it ends ``failed``. ``counts=False`` (an
+    interrupted run) puts the job back without using up an attempt. Returns ``None``
+    when the job was no longer running for this claim.
+    """
+    record = claim.record
+    clamped = False
+    retry_at: datetime | None = None
+    changes: dict[str, Any] = {"finished_at": report.finished_at}
+    if counts:
+        changes["attempts"] = record.attempts + 1
+    if decision is not None:
+        retry_at, clamped = decision.resolve(now)
+        changes.update(status=JobStatus.TODO, scheduled_at=retry_at)
+        for name in ("priority", "queue", "lock"):
+            value = getattr(decision, name)
+            if value is not None:
+                changes[name] = value
+        if not decision_text:
+            decision_text = decision.describe()
+        if clamped:
+            decision_text += f" (too far ahead: scheduled at {retry.LATEST_RETRY_AT.isoformat()})"
+    else:
+        changes["status"] = JobStatus.FAILED
+    notes = list(report.notes)
+    for clear_queueing_lock in (False, True):
+        try:
+            with transaction.atomic(using=using):
+                if changes["status"] == JobStatus.TODO and record.queueing_lock:
+                    holder = _queueing_lock_holder(record, using)
+                    if holder is not None or clear_queueing_lock:
+                        changes["queueing_lock"] = None
+                        notes.append(
+                            f"queueing lock {record.queueing_lock!r} is held by waiting job "
+                            f"#{holder}; this retry was scheduled without it"
+                        )
+                number = _attempt_number(claim, using)
+                _attempt(
+                    claim,
+                    report,
+                    number,
+                    retry_at=retry_at,
+                    decision="; ".join(filter(None, [decision_text, *notes])),
+                ).save(using=using)
+                if not _fenced(claim, using).update(**changes):
+                    raise OutcomeDiscarded
+            break
+        except OutcomeDiscarded:
+            _log_discarded(claim)
+            return None
+        except IntegrityError:
+            # Another process deferred a job with the same queueing lock in the meantime.
+            if clear_queueing_lock or not record.queueing_lock:
+                raise
+            notes = list(report.notes)
+    if changes["status"] == JobStatus.TODO and retry_at is not None and retry_at <= now:
+        _after_commit_wake(using)
+    return FailureResult(
+        status=changes["status"], retry_at=retry_at, decision_text=decision_text, clamped=clamped
+    )
+
+
+def _queueing_lock_holder(record: jobs.Job, using: str) -> int | None:
+    holder: int | None = (
+        Job.objects.using(using)
+        .filter(status=JobStatus.TODO, queueing_lock=record.queueing_lock)
+        .exclude(pk=record.id)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return holder
+
+
+def _log_discarded(claim: Claim) -> None:
+    logger.warning(
+        "Outcome of job %s discarded: it is no longer running for this worker "
+        "(it was recovered or changed elsewhere)",
+        claim.record.id,
+        extra={"action": "outcome_discarded", "job_id": claim.record.id},
+    )
+
+
+# --- operator actions ----------------------------------------------------------------------
+
+
+@dataclass
+class ActionReport:
+    """What an operator action did and what it skipped, with the reason for each skip."""
+
+    done: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+def retry_now(
+    job_ids: Iterable[int], *, now: datetime | None = None, using: str = DEFAULT_DB
+) -> ActionReport:
+    """Make jobs run at once: waiting jobs are brought forward, finished ones go back to the queue.
+
+    Running jobs are skipped: no action may start a second run of a job that still runs.
+    Failed, cancelled and aborted jobs keep their history and their attempt count.
+    """
+    now = now or timezone.now()
+    report = ActionReport()
+    requeue = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.ABORTED)
+    for job_id in job_ids:
+        with transaction.atomic(using=using):
+            job = Job.objects.using(using).select_for_update().filter(pk=job_id).first()
+            if job is None:
+                report.skipped[job_id] = "no such job"
+                continue
+            if job.status == JobStatus.DOING:
+                report.skipped[job_id] = "it is running"
+                continue
+            if job.status == JobStatus.SUCCEEDED:
+                report.skipped[job_id] = "it succeeded"
+                continue
+            changes: dict[str, Any] = {"scheduled_at": now}
+            if job.status in requeue:
+                changes.update(status=JobStatus.TODO, finished_at=None, held=False)
+                if job.queueing_lock and _queueing_lock_holder(job.as_record(), using):
+                    report.skipped[job_id] = (
+                        f"another job with queueing lock {job.queueing_lock!r} is already waiting"
+                    )
+                    continue
+            Job.objects.using(using).filter(pk=job_id).update(**changes)
+            report.done.append(job_id)
+    if report.done:
+        _after_commit_wake(using)
+    return report
+
+
+def cancel(
+    job_ids: Iterable[int], *, now: datetime | None = None, using: str = DEFAULT_DB
+) -> ActionReport:
+    """Cancel waiting jobs; jobs in any other state are skipped."""
+    now = now or timezone.now()
+    report = ActionReport()
+    ids = list(job_ids)
+    with transaction.atomic(using=using):
+        statuses = dict(
+            Job.objects.using(using)
+            .select_for_update()
+            .filter(pk__in=ids)
+            .values_list("pk", "status")
+        )
+        waiting = [job_id for job_id in ids if statuses.get(job_id) == JobStatus.TODO]
+        Job.objects.using(using).filter(pk__in=waiting, status=JobStatus.TODO).update(
+            status=JobStatus.CANCELLED, finished_at=now
+        )
+    report.done = waiting
+    for job_id in ids:
+        if job_id not in statuses:
+            report.skipped[job_id] = "no such job"
+        elif job_id not in waiting:
+            report.skipped[job_id] = f"it is {statuses[job_id]}, not waiting"
+    return report

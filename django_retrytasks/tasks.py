@@ -1,0 +1,294 @@
+"""Tasks and the registry: ``app.task`` turns a function into a :class:`Task`.
+
+Nothing here touches the database at import time: ``defer`` reaches the storage layer
+lazily, so tasks can be declared in any module, before Django's apps are ready.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, overload
+
+from django_retrytasks import retry as retry_module
+from django_retrytasks.exceptions import ArgumentsNotSerializable, UnknownTask
+
+DEFAULT_QUEUE = "default"
+
+
+def check_json(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``kwargs`` as a dict after checking it survives a JSON round trip unchanged in kind."""
+
+    def visit(value: Any, path: str) -> None:
+        if value is None or isinstance(value, str | bool | int):
+            return
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ArgumentsNotSerializable(
+                    f"job argument {path} is {value!r}, which JSON cannot hold"
+                )
+            return
+        if isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                visit(item, f"{path}[{index}]")
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ArgumentsNotSerializable(
+                        f"job argument {path} has a non-string key {key!r}; JSON keys are strings"
+                    )
+                visit(item, f"{path}[{key!r}]")
+            return
+        raise ArgumentsNotSerializable(
+            f"job argument {path} is a {type(value).__name__}, which is not JSON-serialisable; "
+            "pass str, int, float, bool, None, lists or dicts"
+        )
+
+    if not isinstance(kwargs, Mapping):
+        raise ArgumentsNotSerializable(f"job arguments must be a dict, not {type(kwargs).__name__}")
+    for name, value in kwargs.items():
+        visit(value, name)
+    # Tuples become lists; anything else is already plain JSON.
+    result: dict[str, Any] = json.loads(json.dumps(dict(kwargs)))
+    return result
+
+
+def _check_name(value: object, *, option: str, allow_none: bool) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{option} must be a non-empty string, got {value!r}")
+    if len(value) > 255:
+        raise ValueError(f"{option} is at most 255 characters, got {len(value)}")
+    return value
+
+
+def _check_priority(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"priority must be an int, not {type(value).__name__}")
+    if not -(2**31) <= value < 2**31:
+        raise ValueError(f"priority must fit in 32 bits, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything needed to store one job: what to run and where it waits."""
+
+    task_name: str
+    task_kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    lock: str | None
+    queueing_lock: str | None
+    scheduled_at: datetime | None
+    delay_seconds: float | None
+
+
+class Deferrer:
+    """Defers jobs of one task with options set by :meth:`Task.configure`."""
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        schedule_at: datetime | None = None,
+        schedule_in: Mapping[str, float] | timedelta | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+    ) -> None:
+        if schedule_at is not None and schedule_in is not None:
+            raise ValueError("configure() takes schedule_at or schedule_in, not both")
+        self.task = task
+        self.schedule_at = (
+            None
+            if schedule_at is None
+            else retry_module.check_aware(schedule_at, name="schedule_at")
+        )
+        self.delay_seconds = (
+            None
+            if schedule_in is None
+            else retry_module.delay_to_seconds(schedule_in, name="schedule_in")
+        )
+        self.priority = task.priority if priority is None else _check_priority(priority)
+        self.queue = (
+            task.queue if queue is None else _check_name(queue, option="queue", allow_none=False)
+        )
+        self.lock = task.lock if lock is None else _check_name(lock, option="lock", allow_none=True)
+        self.queueing_lock = (
+            task.queueing_lock
+            if queueing_lock is None
+            else _check_name(queueing_lock, option="queueing_lock", allow_none=True)
+        )
+
+    def spec(self, kwargs: Mapping[str, Any]) -> JobSpec:
+        assert self.queue is not None
+        return JobSpec(
+            task_name=self.task.name,
+            task_kwargs=check_json(kwargs),
+            queue=self.queue,
+            priority=self.priority,
+            lock=self.lock,
+            queueing_lock=self.queueing_lock,
+            scheduled_at=self.schedule_at,
+            delay_seconds=self.delay_seconds,
+        )
+
+    def defer(self, **kwargs: Any) -> int:
+        """Store one job and return its id."""
+        from django_retrytasks import services
+
+        return services.defer_jobs([self.spec(kwargs)])[0]
+
+    def batch_defer(self, *kwargs_list: Mapping[str, Any]) -> list[int]:
+        """Store one job per dict of arguments, all or nothing, and return their ids."""
+        from django_retrytasks import services
+
+        return services.defer_jobs([self.spec(kwargs) for kwargs in kwargs_list])
+
+
+class Task:
+    """A registered function with its retry strategy and default job options."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        app: App,
+        name: str | None = None,
+        retry: bool | int | retry_module.BaseRetryStrategy | None = None,
+        pass_context: bool = False,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"a task must be a callable, not {type(func).__name__}")
+        self.func = func
+        self.app = app
+        self.name: str = (
+            _check_name(
+                name or f"{func.__module__}.{func.__qualname__}", option="name", allow_none=False
+            )
+            or ""
+        )
+        self.retry = retry_module.get_retry_strategy(retry)
+        self.pass_context = bool(pass_context)
+        self.queue: str = _check_name(queue, option="queue", allow_none=False) or DEFAULT_QUEUE
+        self.priority = _check_priority(priority)
+        self.lock = _check_name(lock, option="lock", allow_none=True)
+        self.queueing_lock = _check_name(queueing_lock, option="queueing_lock", allow_none=True)
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        self.timeout = timeout
+        functools.update_wrapper(self, func)
+
+    @property
+    def retry_strategy(self) -> retry_module.BaseRetryStrategy | None:
+        """The same object as :attr:`retry` (the name Procrastinate uses)."""
+        return self.retry
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def configure(
+        self,
+        *,
+        schedule_at: datetime | None = None,
+        schedule_in: Mapping[str, float] | timedelta | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+    ) -> Deferrer:
+        return Deferrer(
+            self,
+            schedule_at=schedule_at,
+            schedule_in=schedule_in,
+            priority=priority,
+            queue=queue,
+            lock=lock,
+            queueing_lock=queueing_lock,
+        )
+
+    def defer(self, **kwargs: Any) -> int:
+        """Store a job that runs this task with ``kwargs`` and return its id."""
+        return Deferrer(self).defer(**kwargs)
+
+    def batch_defer(self, *kwargs_list: Mapping[str, Any]) -> list[int]:
+        return Deferrer(self).batch_defer(*kwargs_list)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+
+class App:
+    """The registry of tasks. ``django_retrytasks.app`` is the one most projects need."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+
+    @overload
+    def task(self, func: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: bool | int | retry_module.BaseRetryStrategy | None = None,
+        pass_context: bool = False,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(
+        self, func: Callable[..., Any] | None = None, /, **options: Any
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        """Register a function as a task; usable bare (``@app.task``) or with options."""
+
+        def register(function: Callable[..., Any]) -> Task:
+            task = Task(function, app=self, **options)
+            existing = self.tasks.get(task.name)
+            if existing is not None and existing.func is not function:
+                _duplicate_names.add(task.name)
+            self.tasks[task.name] = task
+            return task
+
+        if func is not None:
+            return register(func)
+        return register
+
+    def get_task(self, name: str) -> Task:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTask(
+                f"no task is registered under the name {name!r}; is its module imported "
+                "(a tasks.py of an installed app), and did the name change?"
+            ) from None
+
+
+#: Names registered twice for different functions; reported by the system checks.
+_duplicate_names: set[str] = set()
+
+app = App()

@@ -1,0 +1,479 @@
+"""The worker: claims due jobs, runs them on its threads, records how each run ended.
+
+A plain class with injected ``clock``; ``manage.py runworker`` only builds one and calls
+:meth:`Worker.run`. Claims and outcomes go through :mod:`django_retrytasks.services`,
+each in its own short transaction; a task never runs inside one of ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_module
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from django_retrytasks import retry, services, tasks
+from django_retrytasks.exceptions import UnknownTask, WorkerLost
+from django_retrytasks.jobs import JobContext
+from django_retrytasks.models import Job, JobStatus, Outcome
+from django_retrytasks.models import Worker as WorkerRow
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLLING_INTERVAL = 0.5
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+DEFAULT_HEARTBEAT_TIMEOUT = 60.0
+
+
+def error_type_name(error: BaseException) -> str:
+    kind = type(error)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def plain_json(value: Any) -> Any:
+    """Return ``value`` if it can be stored as JSON, else ``None``."""
+    try:
+        return tasks.check_json({"value": value})["value"]
+    except TypeError:
+        return None
+
+
+class Worker:
+    """Runs jobs from the database until stopped (or, in burst mode, until none is due)."""
+
+    def __init__(
+        self,
+        *,
+        app: tasks.App = tasks.app,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 1,
+        burst: bool = False,
+        polling_interval: float = DEFAULT_POLLING_INTERVAL,
+        shutdown_timeout: float | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        name: str | None = None,
+        using: str = services.DEFAULT_DB,
+        clock: Callable[[], datetime] = timezone.now,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if polling_interval <= 0:
+            raise ValueError(f"polling_interval must be > 0, got {polling_interval}")
+        self.app = app
+        self.queues = list(queues) if queues else None
+        self.concurrency = concurrency
+        self.burst = burst
+        self.polling_interval = polling_interval
+        self.shutdown_timeout = shutdown_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.using = using
+        self.clock = clock
+        self.install_signal_handlers = install_signal_handlers
+        self.worker_id: int | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._claims: queue_module.Queue[services.Claim | None] = queue_module.Queue()
+        self._running: dict[int, services.Claim] = {}
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._last_heartbeat = 0.0
+        self._last_recovery: datetime | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs finish (within ``shutdown_timeout``), then :meth:`run` returns."""
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        previous_handlers = self._install_signals() if self.install_signal_handlers else {}
+        services.add_wake_callback(self._wake.set)
+        self._register()
+        logger.info(
+            "Worker %s started: queues=%s concurrency=%s burst=%s",
+            self.name,
+            ",".join(self.queues) if self.queues else "all",
+            self.concurrency,
+            self.burst,
+            extra={"action": "worker_start", "worker": self.name},
+        )
+        for index in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._runner, name=f"{self.name}-runner-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        try:
+            self._loop()
+        finally:
+            self._shut_down()
+            services.remove_wake_callback(self._wake.set)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+            logger.info(
+                "Worker %s stopped", self.name, extra={"action": "worker_stop", "worker": self.name}
+            )
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            self._housekeeping()
+            with self._lock:
+                free = self.concurrency - self._in_flight
+                running_before = self._in_flight
+            claimed: list[services.Claim] = []
+            if free > 0:
+                claimed = services.claim_jobs(
+                    now=self.clock(),
+                    limit=free,
+                    queues=self.queues,
+                    worker_id=self.worker_id,
+                    using=self.using,
+                )
+                with self._lock:
+                    self._in_flight += len(claimed)
+                for claim in claimed:
+                    self._claims.put(claim)
+            if claimed:
+                if len(claimed) < free:
+                    continue  # maybe more are due: claim again at once
+                self._wake.wait(self.polling_interval)  # all slots busy: wait for one
+                continue
+            if self.burst and running_before == 0:
+                return
+            self._wake.wait(self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        """Sleep until the next waiting job is due, the polling interval at most."""
+        if self._in_flight:
+            return self.polling_interval
+        earliest = services.next_due_at(queues=self.queues, using=self.using)
+        if earliest is None:
+            return self.polling_interval
+        seconds = (earliest - self.clock()).total_seconds()
+        if seconds <= 0:
+            # Due but not claimable (its lock is held): check again at the next poll.
+            return self.polling_interval
+        return min(seconds, self.polling_interval)
+
+    def _shut_down(self) -> None:
+        deadline = None if self.shutdown_timeout is None else self.shutdown_timeout
+        for _ in self._threads:
+            self._claims.put(None)
+        waited_until = None if deadline is None else timezone.now() + timedelta(seconds=deadline)
+        for thread in self._threads:
+            if waited_until is None:
+                thread.join()
+            else:
+                thread.join(max((waited_until - timezone.now()).total_seconds(), 0))
+        with self._lock:
+            unfinished = list(self._running.values())
+        for claim in unfinished:
+            self._interrupt(claim)
+        self._unregister()
+        connections[self.using].close()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                logger.warning(
+                    "Second signal %s: exiting at once; running jobs will be recovered",
+                    signum,
+                    extra={"action": "worker_exit_now", "worker": self.name},
+                )
+                os._exit(0)
+            logger.info(
+                "Signal %s: finishing running jobs, then stopping",
+                signum,
+                extra={"action": "worker_stopping", "worker": self.name},
+            )
+            self.stop()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handle)
+        return previous
+
+    # --- registration, heartbeat and recovery -------------------------------------------
+
+    def _register(self) -> None:
+        row = WorkerRow.objects.using(self.using).create(
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.queues or [],
+            concurrency=self.concurrency,
+            started_at=self.clock(),
+            last_heartbeat=self.clock(),
+        )
+        self.worker_id = row.pk
+        self._last_heartbeat = time.monotonic()
+
+    def _unregister(self) -> None:
+        if self.worker_id is not None:
+            WorkerRow.objects.using(self.using).filter(pk=self.worker_id).delete()
+
+    def _housekeeping(self) -> None:
+        if self.worker_id is None:
+            return
+        if time.monotonic() - self._last_heartbeat < self.heartbeat_interval:
+            return
+        self._last_heartbeat = time.monotonic()
+        now = self.clock()
+        updated = (
+            WorkerRow.objects.using(self.using).filter(pk=self.worker_id).update(last_heartbeat=now)
+        )
+        if not updated:
+            # Another worker took us for dead and removed our row: register again.
+            self._register()
+        self.recover_lost_jobs(now=now)
+
+    def recover_lost_jobs(self, *, now: datetime) -> int:
+        """Judge runs left ``doing`` by dead workers as ``WorkerLost`` failures; return how many."""
+        stale_before = now - timedelta(seconds=self.heartbeat_timeout)
+        WorkerRow.objects.using(self.using).filter(last_heartbeat__lt=stale_before).delete()
+        orphans = list(
+            Job.objects.using(self.using).filter(status=JobStatus.DOING, worker__isnull=True)
+        )
+        for job in orphans:
+            claim = services.Claim(
+                record=job.as_record(), started_at=job.started_at or now, worker_id=None
+            )
+            error = WorkerLost(
+                f"the worker running this job stopped sending heartbeats for over "
+                f"{self.heartbeat_timeout:g}s"
+            )
+            report = services.RunReport(
+                outcome=Outcome.LOST,
+                finished_at=now,
+                worker_name="",
+                error_type=error_type_name(error),
+                error_message=str(error),
+            )
+            self._judge_failure(claim, report, error, now=now)
+        return len(orphans)
+
+    # --- running jobs ---------------------------------------------------------------------
+
+    def _runner(self) -> None:
+        try:
+            while True:
+                claim = self._claims.get()
+                if claim is None:
+                    return
+                with self._lock:
+                    self._running[claim.record.id] = claim
+                try:
+                    self.process(claim)
+                except Exception:
+                    logger.exception(
+                        "Could not record the outcome of job %s; it stays running and will be "
+                        "recovered",
+                        claim.record.id,
+                        extra={"action": "record_error", "job_id": claim.record.id},
+                    )
+                finally:
+                    with self._lock:
+                        self._running.pop(claim.record.id, None)
+                        self._in_flight -= 1
+                    self._wake.set()
+        finally:
+            connections.close_all()
+
+    def process(self, claim: services.Claim) -> None:
+        """Run one claimed job and record its outcome."""
+        record = claim.record
+        task = self.app.tasks.get(record.task_name)
+        log_extra = self._log_extra(claim)
+        if task is None:
+            error = UnknownTask(
+                f"no task is registered under the name {record.task_name!r}; "
+                "only registered tasks run"
+            )
+            report = services.RunReport(
+                outcome=Outcome.FAILED,
+                finished_at=self.clock(),
+                worker_name=self.name,
+                error_type=error_type_name(error),
+                error_message=str(error),
+            )
+            services.record_failure(
+                claim,
+                report,
+                None,
+                now=report.finished_at,
+                decision_text="not retried: unknown task",
+                using=self.using,
+            )
+            logger.error(
+                "Job %s failed: %s",
+                record.id,
+                error,
+                extra={**log_extra, "action": "job_unknown_task"},
+            )
+            return
+        logger.debug("Job %s started", record.id, extra={**log_extra, "action": "job_start"})
+        try:
+            if task.pass_context:
+                context = JobContext(job=record, task=task, worker_name=self.name)
+                result = task.func(context, **record.task_kwargs)
+            else:
+                result = task.func(**record.task_kwargs)
+        except BaseException as error:  # the job boundary: every failure is recorded
+            finished_at = self.clock()
+            report = services.RunReport(
+                outcome=Outcome.FAILED,
+                finished_at=finished_at,
+                worker_name=self.name,
+                error_type=error_type_name(error),
+                error_message=str(error),
+                traceback=traceback.format_exc(),
+            )
+            self._judge_failure(claim, report, error, now=finished_at, task=task)
+        else:
+            report = services.RunReport(
+                outcome=Outcome.SUCCEEDED,
+                finished_at=self.clock(),
+                worker_name=self.name,
+                return_value=plain_json(result),
+            )
+            if services.record_success(claim, report, using=self.using):
+                logger.info(
+                    "Job %s succeeded", record.id, extra={**log_extra, "action": "job_success"}
+                )
+        finally:
+            self._check_connection()
+
+    def _judge_failure(
+        self,
+        claim: services.Claim,
+        report: services.RunReport,
+        error: BaseException,
+        *,
+        now: datetime,
+        task: tasks.Task | None = None,
+    ) -> None:
+        """Ask the task's strategy about a failure (outside any transaction), then record both."""
+        record = claim.record
+        if task is None:
+            task = self.app.tasks.get(record.task_name)
+        strategy = task.retry if task is not None else None
+        decision_text = ""
+        try:
+            decision = retry.decide(strategy, exception=error, job=record)
+        except Exception as strategy_error:
+            decision = None
+            decision_text = (
+                f"not retried: the retry strategy raised {error_type_name(strategy_error)}: "
+                f"{strategy_error}"
+            )
+            report.traceback += "\nThe retry strategy raised:\n" + traceback.format_exc()
+        if decision is None and not decision_text:
+            decision_text = (
+                "not retried: the task has no retry strategy"
+                if strategy is None
+                else "not retried: the retry strategy gave up"
+            )
+        result = services.record_failure(
+            claim, report, decision, now=now, decision_text=decision_text, using=self.using
+        )
+        if result is None:
+            return
+        log_extra = {**self._log_extra(claim), "outcome": report.outcome}
+        if result.status == JobStatus.TODO:
+            wait = (result.retry_at - now).total_seconds() if result.retry_at else 0.0
+            if result.clamped:
+                logger.warning(
+                    "Job %s: retry delay too large, scheduled at %s",
+                    record.id,
+                    result.retry_at,
+                    extra={**log_extra, "action": "job_retry_clamped"},
+                )
+            logger.info(
+                "Job %s failed (%s: %s); retry in %.3gs",
+                record.id,
+                report.error_type,
+                report.error_message,
+                wait,
+                extra={**log_extra, "action": "job_error_retry", "wait": wait},
+            )
+        else:
+            logger.error(
+                "Job %s failed for good (%s: %s): %s\n%s",
+                record.id,
+                report.error_type,
+                report.error_message,
+                result.decision_text,
+                report.traceback,
+                extra={**log_extra, "action": "job_error"},
+            )
+
+    def _interrupt(self, claim: services.Claim) -> None:
+        """Put a job still running at shutdown back in the queue without using up an attempt."""
+        now = self.clock()
+        report = services.RunReport(
+            outcome=Outcome.INTERRUPTED,
+            finished_at=now,
+            worker_name=self.name,
+            error_type="Interrupted",
+            error_message="the worker shut down before the run finished",
+        )
+        decision = retry.RetryDecision()
+        services.record_failure(
+            claim,
+            report,
+            decision,
+            now=now,
+            decision_text="returned to the queue: worker shutdown",
+            counts=False,
+            using=self.using,
+        )
+        logger.warning(
+            "Job %s interrupted by shutdown and returned to the queue",
+            claim.record.id,
+            extra={**self._log_extra(claim), "action": "job_interrupted"},
+        )
+
+    def _check_connection(self) -> None:
+        """Drop this thread's connection if the task left it broken; keep it open otherwise.
+
+        Unlike a web request we keep the connection across jobs whatever ``CONN_MAX_AGE``
+        says: reconnecting for every job would cost more than most jobs.
+        """
+        for connection in connections.all(initialized_only=True):
+            if connection.errors_occurred:
+                if not connection.is_usable():
+                    connection.close()
+                connection.errors_occurred = False
+
+    def _log_extra(self, claim: services.Claim) -> dict[str, Any]:
+        record = claim.record
+        return {
+            "job_id": record.id,
+            "task_name": record.task_name,
+            "attempt": record.attempts + 1,
+            "queue": record.queue,
+            "worker": self.name,
+        }
