@@ -109,3 +109,23 @@ def noop() -> None:
 @app.task(retry=3, pass_context=True)
 def always_fails(job_context: django_retrytasks.JobContext) -> None:
     raise RuntimeError(f"failure in run {job_context.job.attempts + 1}")
+
+
+# Tasks that the tests of each area drive live in their own modules, registered here.
+from testproject.demo import (  # noqa: E402
+    admin_tasks,
+    bench_tasks,
+    concurrency_tasks,
+    djangotasks_tasks,
+    faults_tasks,
+    ops_tasks,
+)
+
+__all__ = [
+    "admin_tasks",
+    "bench_tasks",
+    "concurrency_tasks",
+    "djangotasks_tasks",
+    "faults_tasks",
+    "ops_tasks",
+]

@@ -1,0 +1,3 @@
+"""Tasks that the ops tests and tools drive."""
+
+from __future__ import annotations
