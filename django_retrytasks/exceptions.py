@@ -28,3 +28,28 @@ class UnknownTask(RetryTasksError):
 
 class JobTimeout(Exception):
     """The run took longer than the task's timeout."""
+
+
+class Snooze(Exception):
+    """The task asks to run again later without using up an attempt."""
+
+    def __init__(self, seconds: float = 0, **delay: float) -> None:
+        from django_retrytasks.retry import delay_to_seconds
+
+        total = delay_to_seconds({"seconds": seconds, **delay}, name="Snooze delay")
+        if total < 0:
+            raise ValueError(f"a snooze lasts 0 seconds or more, got {total:g}")
+        self.seconds = total
+        super().__init__(f"snoozed for {total:g}s")
+
+
+class SnoozeLimitReached(RetryTasksError):
+    """The task snoozed more times than its max_snoozes; this run counts as a failure."""
+
+
+class GiveUp(Exception):
+    """The task asks to stop now: the job ends failed without any further retry."""
+
+    def __init__(self, reason: str = "the task gave up") -> None:
+        self.reason = str(reason)
+        super().__init__(self.reason)

@@ -10,7 +10,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from django_retrytasks.exceptions import GiveUp, Snooze
 
 if TYPE_CHECKING:
     from django_retrytasks.tasks import Task
@@ -48,6 +50,9 @@ class Job:
     scheduled_at: datetime | None = None
     attempts: int = 0
     created_at: datetime | None = None
+    #: When the run being judged failed: set by the worker when it asks a strategy, so
+    #: that time budgets (``retry_for``) need no clock of their own.
+    failed_at: datetime | None = None
 
     def evolve(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
@@ -71,3 +76,11 @@ class JobContext:
         """
         strategy = self.task.retry
         return strategy is None or strategy.is_last_attempt(self.job)
+
+    def snooze(self, seconds: float = 0, **delay: float) -> NoReturn:
+        """Run again after the delay without using up an attempt (see the task's ``max_snoozes``)."""
+        raise Snooze(seconds, **delay)
+
+    def give_up(self, reason: str = "the task gave up") -> NoReturn:
+        """End the job ``failed`` now, whatever its retry strategy, with ``reason`` recorded."""
+        raise GiveUp(reason)

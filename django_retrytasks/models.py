@@ -31,6 +31,8 @@ class Outcome(models.TextChoices):
     INTERRUPTED = "interrupted", _("interrupted")
     #: The worker died during the run; counted, and judged as a ``WorkerLost`` failure.
     LOST = "lost", _("lost")
+    #: The task asked to run again later (``Snooze``); does not use up an attempt.
+    SNOOZED = "snoozed", _("snoozed")
     ABORTED = "aborted", _("aborted")
 
 

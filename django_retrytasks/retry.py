@@ -43,6 +43,12 @@ class JobLike(Protocol):
     @property
     def priority(self) -> int: ...
 
+    @property
+    def created_at(self) -> datetime | None: ...
+
+    @property
+    def failed_at(self) -> datetime | None: ...
+
 
 def delay_to_seconds(delay: Mapping[str, float] | timedelta | float | int, *, name: str) -> float:
     """Return a delay given as timedelta keyword arguments, a timedelta or seconds, in seconds.
@@ -244,6 +250,49 @@ def _check_exception_types(value: object, *, name: str) -> tuple[type[BaseExcept
     return types  # type: ignore[return-value]
 
 
+def _check_budget(value: Mapping[str, float] | timedelta) -> timedelta:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise TypeError(
+            "retry_for must be a dict of timedelta arguments (e.g. {'hours': 6}) or a timedelta, "
+            f"not {type(value).__name__}"
+        )
+    seconds = delay_to_seconds(value, name="retry_for")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"retry_for must be a finite duration > 0, got {value!r}")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"retry_for is longer than a datetime can hold: {value!r}") from None
+
+
+def _moment_of_failure(job: JobLike) -> datetime:
+    """When the judged run failed: the worker sets ``job.failed_at``; without it, the real time."""
+    return job.failed_at or datetime.now(UTC)
+
+
+def retry_after_of(exception: BaseException) -> float | datetime | None:
+    """Return the ``retry_after`` an exception carries, as seconds or an aware datetime.
+
+    Accepted: a number of seconds, a ``timedelta``, an aware ``datetime`` or a string of
+    digits (an HTTP ``Retry-After`` header); anything else (missing, negative, a
+    naive datetime) is ignored so that the strategy's own wait applies.
+    """
+    value = getattr(exception, "retry_after", None)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None and value.utcoffset() is not None else None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = float(value.strip())
+    else:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 @dataclass(frozen=True, eq=True)
 class _Parameters:
     max_attempts: int | None
@@ -276,6 +325,8 @@ class RetryStrategy(BaseRetryStrategy):
         max_wait: float | None = None,
         jitter: float = 0,
         rng: random.Random | None = None,
+        retry_for: Mapping[str, float] | timedelta | None = None,
+        respect_retry_after: bool = False,
     ) -> None:
         self.max_attempts = _check_count(max_attempts, name="max_attempts")
         self.wait = _check_seconds(wait, name="wait")
@@ -289,6 +340,12 @@ class RetryStrategy(BaseRetryStrategy):
         self.no_retry_exceptions = _check_exception_types(
             no_retry_exceptions, name="no_retry_exceptions"
         )
+        self.retry_for = None if retry_for is None else _check_budget(retry_for)
+        if not isinstance(respect_retry_after, bool):
+            raise TypeError(
+                f"respect_retry_after must be True or False, not {type(respect_retry_after).__name__}"
+            )
+        self.respect_retry_after = respect_retry_after
         self._rng = rng or random.Random()
 
     def base_wait(self, attempts: int) -> float:
@@ -315,13 +372,36 @@ class RetryStrategy(BaseRetryStrategy):
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         if not self.will_retry(exception, job):
             return None
-        seconds = self.base_wait(job.attempts)
-        if self.jitter and math.isfinite(seconds):
-            seconds *= 1 + self._rng.uniform(-self.jitter, self.jitter)
+        asked = retry_after_of(exception) if self.respect_retry_after else None
+        if isinstance(asked, datetime):
+            if not self._within_budget(job, asked):
+                return None
+            return RetryDecision(retry_at=asked)
+        if asked is not None:
+            seconds = asked
+        else:
+            seconds = self.base_wait(job.attempts)
+            if self.jitter and math.isfinite(seconds):
+                seconds *= 1 + self._rng.uniform(-self.jitter, self.jitter)
+        if self.retry_for is not None:
+            failed_at = _moment_of_failure(job)
+            if not self._within_budget(job, add_delay(failed_at, max(seconds, 0.0))[0]):
+                return None
         return RetryDecision(retry_in={"seconds": seconds})
 
+    def _within_budget(self, job: JobLike, retry_at: datetime) -> bool:
+        """Whether a run at ``retry_at`` still starts within ``retry_for`` of the job's creation."""
+        if self.retry_for is None or job.created_at is None:
+            return True
+        return retry_at - job.created_at <= self.retry_for
+
     def is_last_attempt(self, job: Job) -> bool:
-        return self.max_attempts is not None and job.attempts >= self.max_attempts
+        if self.max_attempts is not None and job.attempts >= self.max_attempts:
+            return True
+        if self.retry_for is None or job.created_at is None:
+            return False
+        next_run, _ = add_delay(_moment_of_failure(job), self.base_wait(job.attempts))
+        return not self._within_budget(job, next_run)
 
     @property
     def is_deterministic(self) -> bool:
@@ -352,6 +432,8 @@ class RetryStrategy(BaseRetryStrategy):
             self._parameters() == other._parameters()
             and self.retry_exceptions == other.retry_exceptions
             and self.no_retry_exceptions == other.no_retry_exceptions
+            and self.retry_for == other.retry_for
+            and self.respect_retry_after == other.respect_retry_after
         )
 
     def __hash__(self) -> int:
@@ -370,6 +452,8 @@ class RetryStrategy(BaseRetryStrategy):
                 "jitter",
                 "retry_exceptions",
                 "no_retry_exceptions",
+                "retry_for",
+                "respect_retry_after",
             )
             if getattr(self, name) != defaults.get(name)
         ]

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Min
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
-from django_retrytasks import jobs, retry
+from django_retrytasks import jobs, retry, signals, tasks
 from django_retrytasks.exceptions import AlreadyEnqueued
 from django_retrytasks.models import Attempt, Job, JobStatus, record_from_row
 from django_retrytasks.tasks import JobSpec
@@ -26,6 +26,26 @@ from django_retrytasks.tasks import JobSpec
 logger = logging.getLogger(__name__)
 
 DEFAULT_DB = "default"
+
+
+def log_fields(record: jobs.Job | Job, **more: Any) -> dict[str, Any]:
+    """The ``extra`` keys every log line about a job carries (``action`` comes with ``more``).
+
+    ``attempt`` is the number of the run the line is about: the current run for a
+    worker, the next run for a job that waits.
+    """
+    return {
+        "job_id": record.id,
+        "task_name": record.task_name,
+        "attempt": record.attempts + 1,
+        "queue": record.queue,
+        **more,
+    }
+
+
+def sender_of(task_name: str, app: tasks.App | None = None) -> tasks.Task | None:
+    """The ``sender`` of a job's signals: its registered task, or ``None``."""
+    return (app or tasks.app).tasks.get(task_name)
 
 
 # --- wake-ups ------------------------------------------------------------------------------
@@ -113,7 +133,21 @@ def defer_jobs(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list[int
         raise
     if any(row.scheduled_at is None or row.scheduled_at <= now for row in created):
         _after_commit_wake(using)
+    for row in created:
+        logger.debug(
+            "Job %s deferred: %s",
+            row.pk,
+            row.task_name,
+            extra=log_fields(row, action="job_deferred"),
+        )
+    records = [row.as_record() for row in created]
+    transaction.on_commit(lambda: _send_deferred(records), using=using)
     return [row.pk for row in created]
+
+
+def _send_deferred(records: list[jobs.Job]) -> None:
+    for record in records:
+        signals.send(signals.job_deferred, sender=sender_of(record.task_name), job=record)
 
 
 def _insert(rows: list[Job], using: str) -> list[Job]:
@@ -332,13 +366,15 @@ def record_failure(
     now: datetime,
     decision_text: str = "",
     counts: bool = True,
+    snoozed: bool = False,
     using: str = DEFAULT_DB,
 ) -> FailureResult | None:
     """Record a failed run and apply the retry decision, attempt row and job in ONE transaction.
 
     With a decision the job goes back to ``todo`` at the retry time with the decision's
     priority, queue and lock; without one it ends ``failed``. ``counts=False`` (an
-    interrupted run) puts the job back without using up an attempt. Returns ``None``
+    interrupted run) puts the job back without using up an attempt; ``snoozed=True`` also
+    counts the run in ``Job.snoozes``. Returns ``None``
     when the job was no longer running for this claim.
     """
     record = claim.record
@@ -347,6 +383,8 @@ def record_failure(
     changes: dict[str, Any] = {"finished_at": report.finished_at}
     if counts:
         changes["attempts"] = record.attempts + 1
+    if snoozed:
+        changes["snoozes"] = F("snoozes") + 1
     if decision is not None:
         retry_at, clamped = decision.resolve(now)
         changes.update(status=JobStatus.TODO, scheduled_at=retry_at)
@@ -414,7 +452,7 @@ def _log_discarded(claim: Claim) -> None:
         "Outcome of job %s discarded: it is no longer running for this worker "
         "(it was recovered or changed elsewhere)",
         claim.record.id,
-        extra={"action": "outcome_discarded", "job_id": claim.record.id},
+        extra=log_fields(claim.record, action="outcome_discarded"),
     )
 
 
@@ -462,6 +500,12 @@ def retry_now(
                     continue
             Job.objects.using(using).filter(pk=job_id).update(**changes)
             report.done.append(job_id)
+            logger.info(
+                "Job %s will run now (it was %s)",
+                job_id,
+                job.status,
+                extra=log_fields(job, action="job_retry_now", previous_status=job.status),
+            )
     if report.done:
         _after_commit_wake(using)
     return report
@@ -475,20 +519,102 @@ def cancel(
     report = ActionReport()
     ids = list(job_ids)
     with transaction.atomic(using=using):
-        statuses = dict(
-            Job.objects.using(using)
+        found = {
+            job.pk: job
+            for job in Job.objects.using(using)
             .select_for_update()
             .filter(pk__in=ids)
-            .values_list("pk", "status")
-        )
+            .only("id", "status", "task_name", "queue", "attempts")
+        }
+        statuses = {job_id: job.status for job_id, job in found.items()}
         waiting = [job_id for job_id in ids if statuses.get(job_id) == JobStatus.TODO]
         Job.objects.using(using).filter(pk__in=waiting, status=JobStatus.TODO).update(
             status=JobStatus.CANCELLED, finished_at=now
         )
     report.done = waiting
+    for job_id in waiting:
+        logger.info(
+            "Job %s cancelled", job_id, extra=log_fields(found[job_id], action="job_cancelled")
+        )
     for job_id in ids:
         if job_id not in statuses:
             report.skipped[job_id] = "no such job"
         elif job_id not in waiting:
             report.skipped[job_id] = f"it is {statuses[job_id]}, not waiting"
+    return report
+
+
+# --- retention -----------------------------------------------------------------------------
+
+
+@dataclass
+class PruneReport:
+    """Jobs deleted (or, in a dry run, that would be) per state, and their attempt rows."""
+
+    jobs: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    dry_run: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.jobs.values())
+
+
+def prune(
+    *,
+    now: datetime | None = None,
+    retention: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    dry_run: bool = False,
+    using: str = DEFAULT_DB,
+) -> PruneReport:
+    """Delete finished jobs older than their state's age limit, with their attempts.
+
+    Ages come from ``RETRYTASKS_RETENTION`` (or ``retention``, merged over it) and count
+    from when the job finished. Only finished states are ever considered: a waiting or
+    running job is never deleted, whatever its age. Each batch of at most ``batch_size``
+    jobs is deleted in its own short transaction; ``max_batches`` bounds the work (the
+    worker prunes a little at a time).
+    """
+    from django_retrytasks import conf
+
+    settings = conf.get_settings()
+    now = now or timezone.now()
+    ages = settings.retention if retention is None else conf.merge_retention(retention)
+    size = batch_size or settings.prune_batch_size
+    report = PruneReport(dry_run=dry_run)
+    batches = 0
+    for state, age in ages.items():
+        if age is None or state not in jobs.Status.FINISHED:
+            continue
+        cutoff = now - age
+        old = (
+            Job.objects.using(using)
+            .filter(status=state)
+            .filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+        )
+        if dry_run:
+            report.jobs[state] = old.count()
+            report.attempts += Attempt.objects.using(using).filter(job__in=old).count()
+            continue
+        report.jobs[state] = 0
+        while max_batches is None or batches < max_batches:
+            ids = list(old.order_by("pk").values_list("pk", flat=True)[:size])
+            if not ids:
+                break
+            batches += 1
+            with transaction.atomic(using=using):
+                report.attempts += Attempt.objects.using(using).filter(job_id__in=ids).delete()[0]
+                # The state is checked again in the DELETE: a job retried meanwhile stays.
+                _, deleted = old.filter(pk__in=ids).delete()
+            report.jobs[state] += deleted.get(Job._meta.label, 0)
+    if report.total:
+        logger.info(
+            "Pruned %s finished jobs (%s) and %s attempts",
+            report.total,
+            ", ".join(f"{state}: {count}" for state, count in report.jobs.items() if count),
+            report.attempts,
+            extra={"action": "jobs_pruned", "jobs": dict(report.jobs), "attempts": report.attempts},
+        )
     return report

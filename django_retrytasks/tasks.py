@@ -170,6 +170,8 @@ class Task:
         lock: str | None = None,
         queueing_lock: str | None = None,
         timeout: float | None = None,
+        on_final_failure: Callable[[Any, BaseException], Any] | None = None,
+        max_snoozes: int | None = None,
     ) -> None:
         if not callable(func):
             raise TypeError(f"a task must be a callable, not {type(func).__name__}")
@@ -195,6 +197,19 @@ class Task:
         ):
             raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         self.timeout = timeout
+        if on_final_failure is not None and not callable(on_final_failure):
+            raise TypeError(
+                "on_final_failure must be a callable taking (job, exception), not "
+                f"{type(on_final_failure).__name__}"
+            )
+        #: Called as ``on_final_failure(job, exception)`` once, when the job ends failed.
+        self.on_final_failure = on_final_failure
+        if max_snoozes is not None and (
+            isinstance(max_snoozes, bool) or not isinstance(max_snoozes, int) or max_snoozes < 0
+        ):
+            raise ValueError(f"max_snoozes must be None or an int >= 0, got {max_snoozes!r}")
+        #: How many snoozes a job may take; ``None`` means the RETRYTASKS_MAX_SNOOZES setting.
+        self.max_snoozes = max_snoozes
         functools.update_wrapper(self, func)
 
     @property
@@ -259,6 +274,8 @@ class App:
         lock: str | None = None,
         queueing_lock: str | None = None,
         timeout: float | None = None,
+        on_final_failure: Callable[[Any, BaseException], Any] | None = None,
+        max_snoozes: int | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(

@@ -24,8 +24,9 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
-from django_retrytasks import retry, services, tasks
-from django_retrytasks.exceptions import UnknownTask, WorkerLost
+from django_retrytasks import conf, retry, services, signals, tasks
+from django_retrytasks.exceptions import GiveUp, Snooze, SnoozeLimitReached, UnknownTask, WorkerLost
+from django_retrytasks.jobs import Job as JobRecord
 from django_retrytasks.jobs import JobContext
 from django_retrytasks.models import Job, JobStatus, Outcome
 from django_retrytasks.models import Worker as WorkerRow
@@ -261,6 +262,16 @@ class Worker:
             claim = services.Claim(
                 record=job.as_record(), started_at=job.started_at or now, worker_id=None
             )
+            logger.warning(
+                "Job %s was running on a worker that stopped sending heartbeats: recovering it",
+                job.pk,
+                extra=self._log_extra(claim, action="job_recovered"),
+            )
+            signals.send(
+                signals.job_recovered,
+                sender=self.app.tasks.get(job.task_name),
+                job=claim.record,
+            )
             error = WorkerLost(
                 f"the worker running this job stopped sending heartbeats for over "
                 f"{self.heartbeat_timeout:g}s"
@@ -333,8 +344,16 @@ class Worker:
                 error,
                 extra={**log_extra, "action": "job_unknown_task"},
             )
+            signals.send(
+                signals.job_failed,
+                sender=None,
+                job=record.evolve(status=JobStatus.FAILED, attempts=record.attempts + 1),
+                exception=error,
+                reason="not retried: unknown task",
+            )
             return
         logger.debug("Job %s started", record.id, extra={**log_extra, "action": "job_start"})
+        signals.send(signals.job_started, sender=task, job=record, worker_name=self.name)
         try:
             if task.pass_context:
                 context = JobContext(job=record, task=task, worker_name=self.name)
@@ -360,8 +379,19 @@ class Worker:
                 return_value=plain_json(result),
             )
             if services.record_success(claim, report, using=self.using):
+                duration = (report.finished_at - claim.started_at).total_seconds()
                 logger.info(
-                    "Job %s succeeded", record.id, extra={**log_extra, "action": "job_success"}
+                    "Job %s succeeded in %.3gs",
+                    record.id,
+                    duration,
+                    extra={**log_extra, "action": "job_success", "duration": duration},
+                )
+                signals.send(
+                    signals.job_succeeded,
+                    sender=task,
+                    job=record.evolve(status=JobStatus.SUCCEEDED, attempts=record.attempts + 1),
+                    return_value=report.return_value,
+                    duration=duration,
                 )
         finally:
             self._check_connection()
@@ -375,42 +405,76 @@ class Worker:
         now: datetime,
         task: tasks.Task | None = None,
     ) -> None:
-        """Ask the task's strategy about a failure (outside any transaction), then record both."""
+        """Ask the task's strategy about a failure (outside any transaction), then record both.
+
+        A :class:`Snooze` puts the job back without using up an attempt (until the
+        task's ``max_snoozes``); a :class:`GiveUp` ends it failed whatever the strategy.
+        """
         record = claim.record
         if task is None:
             task = self.app.tasks.get(record.task_name)
         strategy = task.retry if task is not None else None
+        decision: retry.RetryDecision | None = None
         decision_text = ""
-        try:
-            decision = retry.decide(strategy, exception=error, job=record)
-        except Exception as strategy_error:
-            decision = None
-            decision_text = (
-                f"not retried: the retry strategy raised {error_type_name(strategy_error)}: "
-                f"{strategy_error}"
-            )
-            report.traceback += "\nThe retry strategy raised:\n" + traceback.format_exc()
-        if decision is None and not decision_text:
-            decision_text = (
-                "not retried: the task has no retry strategy"
-                if strategy is None
-                else "not retried: the retry strategy gave up"
-            )
+        snoozed = False
+        if isinstance(error, Snooze):
+            snoozed, decision, decision_text, error = self._snooze(claim, report, error, task)
+        if snoozed:
+            pass
+        elif isinstance(error, GiveUp):
+            decision_text = f"not retried: the task gave up: {error.reason}"
+        else:
+            try:
+                decision = retry.decide(strategy, exception=error, job=record.evolve(failed_at=now))
+            except Exception as strategy_error:
+                decision_text = (
+                    f"not retried: the retry strategy raised {error_type_name(strategy_error)}: "
+                    f"{strategy_error}"
+                )
+                report.traceback += "\nThe retry strategy raised:\n" + traceback.format_exc()
+            if decision is None and not decision_text:
+                decision_text = (
+                    "not retried: the task has no retry strategy"
+                    if strategy is None
+                    else "not retried: the retry strategy gave up"
+                )
         result = services.record_failure(
-            claim, report, decision, now=now, decision_text=decision_text, using=self.using
+            claim,
+            report,
+            decision,
+            now=now,
+            decision_text=decision_text,
+            counts=not snoozed,
+            snoozed=snoozed,
+            using=self.using,
         )
         if result is None:
             return
+        after = self._after_failure(record, result, decision, counted=not snoozed)
         log_extra = {**self._log_extra(claim), "outcome": report.outcome}
-        if result.status == JobStatus.TODO:
-            wait = (result.retry_at - now).total_seconds() if result.retry_at else 0.0
-            if result.clamped:
-                logger.warning(
-                    "Job %s: retry delay too large, scheduled at %s",
-                    record.id,
-                    result.retry_at,
-                    extra={**log_extra, "action": "job_retry_clamped"},
-                )
+        wait = (result.retry_at - now).total_seconds() if result.retry_at else 0.0
+        if result.clamped:
+            logger.warning(
+                "Job %s: retry delay too large, scheduled at %s",
+                record.id,
+                result.retry_at,
+                extra={**log_extra, "action": "job_retry_clamped"},
+            )
+        if snoozed:
+            logger.info(
+                "Job %s snoozed; runs again in %.3gs without using up an attempt",
+                record.id,
+                wait,
+                extra={**log_extra, "action": "job_snoozed", "wait": wait},
+            )
+            signals.send(
+                signals.job_snoozed,
+                sender=task,
+                job=after,
+                retry_at=result.retry_at,
+                snoozes=self._snoozes_of(record.id),
+            )
+        elif result.status == JobStatus.TODO:
             logger.info(
                 "Job %s failed (%s: %s); retry in %.3gs",
                 record.id,
@@ -418,6 +482,14 @@ class Worker:
                 report.error_message,
                 wait,
                 extra={**log_extra, "action": "job_error_retry", "wait": wait},
+            )
+            signals.send(
+                signals.job_retry_scheduled,
+                sender=task,
+                job=after,
+                exception=error,
+                decision=decision,
+                retry_at=result.retry_at,
             )
         else:
             logger.error(
@@ -427,7 +499,83 @@ class Worker:
                 report.error_message,
                 result.decision_text,
                 report.traceback,
-                extra={**log_extra, "action": "job_error"},
+                extra={**log_extra, "action": "job_error", "reason": result.decision_text},
+            )
+            signals.send(
+                signals.job_failed,
+                sender=task,
+                job=after,
+                exception=error,
+                reason=result.decision_text,
+            )
+            if task is not None and task.on_final_failure is not None:
+                self._call_final_failure_hook(task, after, error)
+
+    def _snooze(
+        self,
+        claim: services.Claim,
+        report: services.RunReport,
+        request: Snooze,
+        task: tasks.Task | None,
+    ) -> tuple[bool, retry.RetryDecision | None, str, BaseException]:
+        """Grant a snooze, or turn it into a :class:`SnoozeLimitReached` failure past the cap."""
+        limit = conf.get_settings().max_snoozes
+        if task is not None and task.max_snoozes is not None:
+            limit = task.max_snoozes
+        taken = self._snoozes_of(claim.record.id)
+        if taken < limit:
+            report.outcome = Outcome.SNOOZED
+            report.error_type = ""
+            report.error_message = ""
+            report.traceback = ""
+            text = (
+                f"snoozed for {request.seconds:g}s (snooze {taken + 1} of {limit}); no attempt used"
+            )
+            return True, retry.RetryDecision(retry_in={"seconds": request.seconds}), text, request
+        error = SnoozeLimitReached(
+            f"the task snoozed {taken} times, its limit (max_snoozes={limit}); "
+            "this snooze counts as a failed run"
+        )
+        report.error_type = error_type_name(error)
+        report.error_message = str(error)
+        return False, None, "", error
+
+    def _snoozes_of(self, job_id: int) -> int:
+        taken = Job.objects.using(self.using).filter(pk=job_id).values_list("snoozes", flat=True)
+        return taken.first() or 0
+
+    @staticmethod
+    def _after_failure(
+        record: JobRecord,
+        result: services.FailureResult,
+        decision: retry.RetryDecision | None,
+        *,
+        counted: bool,
+    ) -> JobRecord:
+        """The job record as :func:`services.record_failure` left it."""
+        changes: dict[str, Any] = {
+            "status": result.status,
+            "attempts": record.attempts + (1 if counted else 0),
+        }
+        if result.status == JobStatus.TODO:
+            changes["scheduled_at"] = result.retry_at
+            if decision is not None:
+                for name in ("priority", "queue", "lock"):
+                    if getattr(decision, name) is not None:
+                        changes[name] = getattr(decision, name)
+        return record.evolve(**changes)
+
+    def _call_final_failure_hook(
+        self, task: tasks.Task, job: JobRecord, error: BaseException
+    ) -> None:
+        assert task.on_final_failure is not None
+        try:
+            task.on_final_failure(job, error)
+        except Exception:
+            logger.exception(
+                "The on_final_failure hook of task %s raised (ignored; the job stays failed)",
+                task.name,
+                extra=services.log_fields(job, action="hook_error", worker=self.name),
             )
 
     def _interrupt(self, claim: services.Claim) -> None:
@@ -468,12 +616,5 @@ class Worker:
                     connection.close()
                 connection.errors_occurred = False
 
-    def _log_extra(self, claim: services.Claim) -> dict[str, Any]:
-        record = claim.record
-        return {
-            "job_id": record.id,
-            "task_name": record.task_name,
-            "attempt": record.attempts + 1,
-            "queue": record.queue,
-            "worker": self.name,
-        }
+    def _log_extra(self, claim: services.Claim, **more: Any) -> dict[str, Any]:
+        return services.log_fields(claim.record, worker=self.name, **more)

@@ -1,0 +1,114 @@
+"""The ``RETRYTASKS_*`` settings, with typed defaults; none is required.
+
+=================================  =============================================  ===========================
+setting                            meaning                                        default
+=================================  =============================================  ===========================
+``RETRYTASKS_RETENTION``           how long finished jobs are kept, by state;     succeeded 7 days,
+                                   ``None`` keeps them for ever. Cancelled and    failed 30 days
+                                   aborted jobs follow ``"failed"`` unless given
+``RETRYTASKS_PRUNE_INTERVAL``      seconds between the worker's own prunes        ``None`` (the worker
+                                   (``None``: only ``retrytasks prune`` prunes)   does not prune)
+``RETRYTASKS_PRUNE_BATCH_SIZE``    jobs deleted per transaction when pruning      500
+``RETRYTASKS_MAX_SNOOZES``         snoozes a job may take before a snooze counts  100
+                                   as a failure (a task's ``max_snoozes`` wins)
+=================================  =============================================  ===========================
+
+Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
+type raises ``ImproperlyConfigured`` naming the setting, and the system check
+``django_retrytasks.E004`` reports it at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+from django_retrytasks.jobs import Status
+
+DEFAULT_RETENTION: dict[str, timedelta | None] = {
+    Status.SUCCEEDED: timedelta(days=7),
+    Status.FAILED: timedelta(days=30),
+}
+#: The finished states whose age limit defaults to that of ``"failed"``.
+FOLLOW_FAILED = (Status.CANCELLED, Status.ABORTED)
+
+
+@dataclass(frozen=True)
+class RetryTasksSettings:
+    #: Age limit per finished state (every state of ``Status.FINISHED`` is a key).
+    retention: dict[str, timedelta | None]
+    prune_interval: float | None
+    prune_batch_size: int
+    max_snoozes: int
+
+
+def merge_retention(value: Any, *, name: str = "retention") -> dict[str, timedelta | None]:
+    """Return the age limit of every finished state: ``value`` over the defaults."""
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(
+            f"{name} must be a dict such as {{'succeeded': timedelta(days=7), "
+            f"'failed': timedelta(days=30)}}, not {type(value).__name__}"
+        )
+    merged: dict[str, timedelta | None] = dict(DEFAULT_RETENTION)
+    for state, age in value.items():
+        if state not in Status.FINISHED:
+            raise ImproperlyConfigured(
+                f"{name} has an unknown key {state!r}; use any of {', '.join(Status.FINISHED)}"
+            )
+        if age is not None and not isinstance(age, timedelta):
+            raise ImproperlyConfigured(
+                f"{name}[{state!r}] must be a timedelta or None, not {type(age).__name__}"
+            )
+        if age is not None and age <= timedelta(0):
+            raise ImproperlyConfigured(f"{name}[{state!r}] must be longer than zero, got {age}")
+        merged[state] = age
+    for state in FOLLOW_FAILED:
+        merged.setdefault(state, merged[Status.FAILED])
+    return merged
+
+
+def _number(name: str, value: Any, *, allow_none: bool, integer: bool, minimum: float) -> Any:
+    if value is None and allow_none:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ImproperlyConfigured(
+            f"{name} must be {kind} >= {minimum:g}{' or None' if allow_none else ''}, got {value!r}"
+        )
+    return value
+
+
+def get_settings() -> RetryTasksSettings:
+    """Read and check the ``RETRYTASKS_*`` settings now."""
+    return RetryTasksSettings(
+        retention=merge_retention(
+            getattr(django_settings, "RETRYTASKS_RETENTION", {}), name="RETRYTASKS_RETENTION"
+        ),
+        prune_interval=_number(
+            "RETRYTASKS_PRUNE_INTERVAL",
+            getattr(django_settings, "RETRYTASKS_PRUNE_INTERVAL", None),
+            allow_none=True,
+            integer=False,
+            minimum=1,
+        ),
+        prune_batch_size=_number(
+            "RETRYTASKS_PRUNE_BATCH_SIZE",
+            getattr(django_settings, "RETRYTASKS_PRUNE_BATCH_SIZE", 500),
+            allow_none=False,
+            integer=True,
+            minimum=1,
+        ),
+        max_snoozes=_number(
+            "RETRYTASKS_MAX_SNOOZES",
+            getattr(django_settings, "RETRYTASKS_MAX_SNOOZES", 100),
+            allow_none=False,
+            integer=True,
+            minimum=0,
+        ),
+    )
