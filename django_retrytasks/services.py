@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,30 @@ from django_retrytasks.tasks import JobSpec
 logger = logging.getLogger(__name__)
 
 DEFAULT_DB = "default"
+
+
+@contextmanager
+def write_transaction(using: str = DEFAULT_DB) -> Iterator[None]:
+    """A transaction for our own writes; on SQLite it begins with ``BEGIN IMMEDIATE``.
+
+    A deferred SQLite transaction that reads, then writes, is refused at once ("database
+    is locked") when another connection writes meanwhile; taking the write lock up front
+    makes it wait its turn instead, whatever the project's OPTIONS say.
+    """
+    connection = connections[using]
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        with transaction.atomic(using=using):
+            yield
+        return
+    connection.ensure_connection()
+    previous = getattr(connection, "transaction_mode", None)
+    connection.transaction_mode = "IMMEDIATE"  # type: ignore[attr-defined]
+    try:
+        with transaction.atomic(using=using):
+            connection.transaction_mode = previous  # type: ignore[attr-defined]
+            yield
+    finally:
+        connection.transaction_mode = previous  # type: ignore[attr-defined]
 
 
 def log_fields(record: jobs.Job | Job, **more: Any) -> dict[str, Any]:
@@ -238,7 +263,7 @@ def claim_jobs(
     moment = connection.ops.adapt_datetimefield_value(now)
     params = [moment, worker_id, moment, *filter_params, limit]
     json_field = Job._meta.get_field("task_kwargs")
-    with transaction.atomic(using=using), connection.cursor() as cursor:
+    with write_transaction(using), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     claims = []
@@ -330,7 +355,7 @@ def _attempt(claim: Claim, report: RunReport, number: int, **extra: Any) -> Atte
 def record_success(claim: Claim, report: RunReport, *, using: str = DEFAULT_DB) -> bool:
     """Record a run that returned: the job ends ``succeeded``. False if the outcome was fenced off."""
     try:
-        with transaction.atomic(using=using):
+        with write_transaction(using):
             number = _attempt_number(claim, using)
             _attempt(claim, report, number, decision="; ".join(report.notes)).save(using=using)
             updated = _fenced(claim, using).update(
@@ -401,7 +426,7 @@ def record_failure(
     notes = list(report.notes)
     for clear_queueing_lock in (False, True):
         try:
-            with transaction.atomic(using=using):
+            with write_transaction(using):
                 if changes["status"] == JobStatus.TODO and record.queueing_lock:
                     holder = _queueing_lock_holder(record, using)
                     if holder is not None or clear_queueing_lock:
@@ -479,7 +504,7 @@ def retry_now(
     report = ActionReport()
     requeue = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.ABORTED)
     for job_id in job_ids:
-        with transaction.atomic(using=using):
+        with write_transaction(using):
             job = Job.objects.using(using).select_for_update().filter(pk=job_id).first()
             if job is None:
                 report.skipped[job_id] = "no such job"
@@ -518,7 +543,7 @@ def cancel(
     now = now or timezone.now()
     report = ActionReport()
     ids = list(job_ids)
-    with transaction.atomic(using=using):
+    with write_transaction(using):
         found = {
             job.pk: job
             for job in Job.objects.using(using)
@@ -604,7 +629,7 @@ def prune(
             if not ids:
                 break
             batches += 1
-            with transaction.atomic(using=using):
+            with write_transaction(using):
                 report.attempts += Attempt.objects.using(using).filter(job_id__in=ids).delete()[0]
                 # The state is checked again in the DELETE: a job retried meanwhile stays.
                 _, deleted = old.filter(pk__in=ids).delete()

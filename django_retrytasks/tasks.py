@@ -179,7 +179,7 @@ class Task:
         self.app = app
         self.name: str = (
             _check_name(
-                name or f"{func.__module__}.{func.__qualname__}", option="name", allow_none=False
+                name or f"{func.__module__}.{func.__name__}", option="name", allow_none=False
             )
             or ""
         )

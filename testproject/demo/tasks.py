@@ -101,6 +101,28 @@ def fail_times(
     return f"succeeded after {times} failures"
 
 
+GUIDE_STRATEGY = RetryStrategy(max_attempts=10, wait=5, retry_exceptions={ConnectionError, IOError})
+
+
+@app.task(retry=GUIDE_STRATEGY, pass_context=True)
+def fetch_resource(job_context: django_retrytasks.JobContext, error: str, times: int = 1) -> None:
+    """The guide's exception filter with a failure the caller chooses."""
+    if job_context.job.attempts < times:
+        raise {"ConnectionError": ConnectionError, "OSError": OSError, "KeyError": KeyError}[error](
+            "planned"
+        )
+
+
+@app.task(retry=RetryStrategy(max_attempts=3, linear_wait=5))
+def linear_backoff() -> None:
+    raise TimeoutError("still down")
+
+
+@app.task(retry=RetryStrategy(max_attempts=3, exponential_wait=5))
+def exponential_backoff() -> None:
+    raise TimeoutError("still down")
+
+
 @app.task
 def noop() -> None:
     """Do nothing: the unit of throughput."""
