@@ -38,3 +38,4 @@ class RetryTasksConfig(AppConfig):
         connection_created.connect(use_wal_on_sqlite, dispatch_uid="django_retrytasks_wal")
         # Import every installed app's tasks.py so the worker and the admin know its tasks.
         autodiscover_modules("tasks")
+        from django_retrytasks import checks  # noqa: F401 (registers the system checks)

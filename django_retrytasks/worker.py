@@ -8,6 +8,7 @@ each in its own short transaction; a task never runs inside one of ours.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue as queue_module
 import signal
@@ -97,6 +98,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._last_heartbeat = 0.0
         self._last_recovery: datetime | None = None
+        self._last_prune = -math.inf
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -250,6 +252,21 @@ class Worker:
             # Another worker took us for dead and removed our row: register again.
             self._register()
         self.recover_lost_jobs(now=now)
+        self._prune_if_due(now)
+
+    def _prune_if_due(self, now: datetime) -> None:
+        """Delete one small batch of expired finished jobs every RETRYTASKS_PRUNE_INTERVAL."""
+        interval = conf.get_settings().prune_interval
+        if interval is None or time.monotonic() - self._last_prune < interval:
+            return
+        self._last_prune = time.monotonic()
+        try:
+            services.prune(now=now, max_batches=1, using=self.using)
+        except Exception:
+            # Retention is housekeeping: a failure is logged and tried again next interval.
+            logger.exception(
+                "Pruning finished jobs failed", extra={"action": "prune_error", "worker": self.name}
+            )
 
     def recover_lost_jobs(self, *, now: datetime) -> int:
         """Judge runs left ``doing`` by dead workers as ``WorkerLost`` failures; return how many."""

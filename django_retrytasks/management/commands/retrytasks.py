@@ -1,0 +1,277 @@
+"""``manage.py retrytasks``: look at jobs and act on them from a shell.
+
+Subcommands: ``stats``, ``list``, ``show``, ``retry``, ``cancel``, ``prune``. Actions go
+through the same service functions as the admin, with the same checks; a job an action
+skips is reported with the reason, and the command then exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_retrytasks import services, stats
+from django_retrytasks.jobs import Status
+from django_retrytasks.management.commands.runworker import positive_int
+from django_retrytasks.models import Job, JobStatus
+
+LIST_COLUMNS = ("id", "status", "task_name", "queue", "attempts", "scheduled_at", "finished_at")
+
+
+def job_id(value: str) -> int:
+    try:
+        return positive_int(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a job id (a whole number >= 1)"
+        ) from None
+
+
+def days(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days") from None
+    if not 0 < number < 1_000_000:
+        raise argparse.ArgumentTypeError(f"a number of days > 0 is needed, got {value}")
+    return number
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+class Command(BaseCommand):
+    help = "Inspect and manage retrytasks jobs: stats, list, show, retry, cancel, prune."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+        stats_parser = sub.add_parser(
+            "stats", help="Counts by state and queue, oldest due job, retries, recent failures."
+        )
+        stats_parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
+
+        list_parser = sub.add_parser("list", help="List jobs, newest first.")
+        list_parser.add_argument(
+            "--status", choices=JobStatus.values, action="append", help="Repeatable."
+        )
+        list_parser.add_argument(
+            "--pending-retries", action="store_true", help="Only jobs waiting for a retry."
+        )
+        list_parser.add_argument("--task", help="Only jobs of this task name.")
+        list_parser.add_argument("--queue", help="Only jobs in this queue.")
+        list_parser.add_argument("--limit", type=positive_int, default=50, help="Default 50.")
+        list_parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
+
+        show_parser = sub.add_parser("show", help="One job with the history of its runs.")
+        show_parser.add_argument("job_id", type=job_id)
+        show_parser.add_argument(
+            "--tracebacks", action="store_true", help="Print each failed run's traceback."
+        )
+        show_parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
+
+        for name, text in (
+            ("retry", "Run jobs now: waiting jobs are brought forward, ended ones requeued."),
+            ("cancel", "Cancel waiting jobs."),
+        ):
+            action_parser = sub.add_parser(name, help=text)
+            action_parser.add_argument("job_ids", type=job_id, nargs="+", metavar="JOB_ID")
+
+        prune_parser = sub.add_parser(
+            "prune", help="Delete finished jobs (and their runs) older than the retention."
+        )
+        prune_parser.add_argument(
+            "--succeeded-days", type=days, help="Age limit of succeeded jobs, overriding settings."
+        )
+        prune_parser.add_argument(
+            "--failed-days",
+            type=days,
+            help="Age limit of failed (and cancelled, aborted) jobs, overriding settings.",
+        )
+        prune_parser.add_argument("--batch-size", type=positive_int, help="Jobs per transaction.")
+        prune_parser.add_argument(
+            "--dry-run", action="store_true", help="Only count what would be deleted."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        handler = getattr(self, f"handle_{options['subcommand']}")
+        handler(**options)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def handle_stats(self, *, as_json: bool, **options: Any) -> None:
+        numbers = stats.collect()
+        if as_json:
+            self._print_json(numbers)
+            return
+        self.stdout.write("Jobs by state: " + self._counts(numbers["by_state"]))
+        for queue, counts in numbers["by_queue"].items():
+            self.stdout.write(f"  queue {queue}: {self._counts(counts)}")
+        self.stdout.write(f"Due now: {numbers['due_now']}")
+        self.stdout.write(f"Scheduled for later: {numbers['scheduled_later']}")
+        self.stdout.write(f"Pending retries: {numbers['pending_retries']}")
+        oldest = numbers["oldest_waiting"]
+        if oldest:
+            self.stdout.write(
+                f"Oldest due job: #{oldest['job_id']} {oldest['task_name']} "
+                f"(queue {oldest['queue']}), waiting {oldest['waiting_seconds']:.0f}s"
+            )
+        else:
+            self.stdout.write("Oldest due job: none")
+        self.stdout.write(f"Failed runs in the last hour: {numbers['failed_runs_last_hour']}")
+        self.stdout.write(f"Jobs failed in the last hour: {numbers['jobs_failed_last_hour']}")
+        self.stdout.write(f"Workers: {numbers['workers']}")
+
+    def handle_list(
+        self,
+        *,
+        status: list[str] | None,
+        pending_retries: bool,
+        task: str | None,
+        queue: str | None,
+        limit: int,
+        as_json: bool,
+        **options: Any,
+    ) -> None:
+        jobs = Job.objects.all()
+        if status:
+            jobs = jobs.filter(status__in=status)
+        if pending_retries:
+            jobs = jobs.pending_retries()
+        if task:
+            jobs = jobs.filter(task_name=task)
+        if queue:
+            jobs = jobs.filter(queue=queue)
+        rows = [
+            {name: _plain(value) for name, value in row.items()}
+            for row in jobs.order_by("-id").values(*LIST_COLUMNS)[:limit]
+        ]
+        if as_json:
+            self._print_json(rows)
+            return
+        if not rows:
+            self.stdout.write("No jobs match.")
+            return
+        for row in rows:
+            when = row["finished_at"] if row["status"] in Status.FINISHED else row["scheduled_at"]
+            self.stdout.write(
+                f"#{row['id']:<8} {row['status']:<10} {row['task_name']} queue={row['queue']} "
+                f"attempts={row['attempts']} {'at' if when else ''} {when or ''}".rstrip()
+            )
+
+    def handle_show(self, *, job_id: int, tracebacks: bool, as_json: bool, **options: Any) -> None:
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None:
+            raise CommandError(f"no job #{job_id}")
+        fields = {
+            name: _plain(getattr(job, name))
+            for name in (
+                "id",
+                "task_name",
+                "task_kwargs",
+                "status",
+                "queue",
+                "priority",
+                "lock",
+                "queueing_lock",
+                "scheduled_at",
+                "attempts",
+                "snoozes",
+                "created_at",
+                "started_at",
+                "finished_at",
+                "return_value",
+            )
+        }
+        history = [
+            {
+                name: _plain(value)
+                for name, value in attempt.items()
+                if tracebacks or as_json or name != "traceback"
+            }
+            for attempt in job.attempt_history.values(
+                "number",
+                "outcome",
+                "started_at",
+                "finished_at",
+                "worker_name",
+                "error_type",
+                "error_message",
+                "decision",
+                "retry_at",
+                "traceback",
+            )
+        ]
+        if as_json:
+            self._print_json({**fields, "history": history})
+            return
+        for name, value in fields.items():
+            self.stdout.write(f"{name}: {value}")
+        self.stdout.write(f"history ({len(history)} runs):")
+        for run in history:
+            error = f" {run['error_type']}: {run['error_message']}" if run["error_type"] else ""
+            self.stdout.write(
+                f"  {run['number']}. {run['outcome']} {run['started_at']} -> {run['finished_at']}"
+                f"{error}"
+            )
+            if run["decision"]:
+                self.stdout.write(f"     decision: {run['decision']}")
+            if tracebacks and run.get("traceback"):
+                self.stdout.write("     " + run["traceback"].rstrip().replace("\n", "\n     "))
+
+    # --- acting -------------------------------------------------------------------------
+
+    def handle_retry(self, *, job_ids: list[int], **options: Any) -> None:
+        self._report("retried", services.retry_now(job_ids))
+
+    def handle_cancel(self, *, job_ids: list[int], **options: Any) -> None:
+        self._report("cancelled", services.cancel(job_ids))
+
+    def handle_prune(
+        self,
+        *,
+        succeeded_days: float | None,
+        failed_days: float | None,
+        batch_size: int | None,
+        dry_run: bool,
+        **options: Any,
+    ) -> None:
+        retention: dict[str, timedelta | None] = {}
+        if succeeded_days is not None:
+            retention[Status.SUCCEEDED] = timedelta(days=succeeded_days)
+        if failed_days is not None:
+            for state in (Status.FAILED, Status.CANCELLED, Status.ABORTED):
+                retention[state] = timedelta(days=failed_days)
+        try:
+            report = services.prune(retention=retention, batch_size=batch_size, dry_run=dry_run)
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
+        verb = "Would delete" if dry_run else "Deleted"
+        detail = ", ".join(f"{state} {count}" for state, count in report.jobs.items())
+        self.stdout.write(
+            f"{verb} {report.total} jobs ({detail or 'retention keeps everything'}) "
+            f"and {report.attempts} runs."
+        )
+
+    # --- output -------------------------------------------------------------------------
+
+    def _report(self, verb: str, report: services.ActionReport) -> None:
+        for done in report.done:
+            self.stdout.write(f"#{done} {verb}")
+        for skipped, reason in report.skipped.items():
+            self.stderr.write(f"#{skipped} skipped: {reason}")
+        if report.skipped:
+            raise CommandError(f"{len(report.skipped)} of the jobs were skipped", returncode=1)
+
+    def _print_json(self, value: Any) -> None:
+        self.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+    @staticmethod
+    def _counts(counts: dict[str, int]) -> str:
+        return ", ".join(f"{state} {count}" for state, count in counts.items())
