@@ -428,3 +428,26 @@ def test_bad_task_options_are_refused() -> None:
         from django_retrytasks import Snooze
 
         Snooze(seconds=-1)
+
+
+def test_recovery_of_a_lost_run_sends_job_recovered_then_the_judgement(
+    clock: Clock, received: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from django_retrytasks.worker import Worker
+
+    job_id = ops_tasks.always_fails.defer()
+    # As a worker that died mid-run leaves it: doing, with no live worker.
+    Job.objects.filter(pk=job_id).update(status="doing", started_at=clock(), worker=None)
+    worker = Worker(clock=clock, install_signal_handlers=False)
+    assert worker.recover_lost_jobs(now=clock.advance(minutes=5)) == 1
+    assert names(received) == ["job_recovered", "job_retry_scheduled"]
+    assert received[0][1]["job"].id == job_id
+    assert received[0][1]["sender"] is ops_tasks.always_fails
+    assert type(received[1][1]["exception"]).__name__ == "WorkerLost"
+    [recovered] = job_logs(caplog, "job_recovered")
+    assert recovered.levelno == logging.WARNING
+    assert (recovered.job_id, recovered.task_name, recovered.attempt) == (
+        job_id,
+        "ops.always_fails",
+        1,
+    )
