@@ -117,6 +117,11 @@ def defer_jobs(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list[int
     Raises :class:`AlreadyEnqueued` when a queueing lock is taken; then nothing is stored
     and a surrounding transaction stays usable.
     """
+    return [row.pk for row in defer_job_rows(specs, using=using)]
+
+
+def defer_job_rows(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list[Job]:
+    """Like :func:`defer_jobs`, but return the stored rows (with ``created_at``)."""
     if not specs:
         return []
     now = timezone.now()
@@ -138,6 +143,7 @@ def defer_jobs(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list[int
                 queueing_lock=spec.queueing_lock,
                 scheduled_at=scheduled_at,
                 created_at=now,
+                backend=spec.backend,
             )
         )
     # A savepoint keeps the caller's transaction usable when a queueing lock is taken.
@@ -167,7 +173,7 @@ def defer_jobs(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list[int
         )
     records = [row.as_record() for row in created]
     transaction.on_commit(lambda: _send_deferred(records), using=using)
-    return [row.pk for row in created]
+    return created
 
 
 def _send_deferred(records: list[jobs.Job]) -> None:

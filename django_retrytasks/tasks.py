@@ -88,6 +88,8 @@ class JobSpec:
     queueing_lock: str | None
     scheduled_at: datetime | None
     delay_seconds: float | None
+    #: The ``django.tasks`` backend alias for jobs enqueued through it, else empty.
+    backend: str = ""
 
 
 class Deferrer:

@@ -7,6 +7,7 @@ each in its own short transaction; a task never runs inside one of ours.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 from django.db import connections
@@ -51,6 +52,15 @@ def plain_json(value: Any) -> Any:
         return tasks.check_json({"value": value})["value"]
     except TypeError:
         return None
+
+
+def _django_tasks_backends() -> ModuleType | None:
+    """The django.tasks backend module, or ``None`` on Django versions without django.tasks."""
+    if importlib.util.find_spec("django.tasks") is None:
+        return None
+    from django_retrytasks import backends
+
+    return backends
 
 
 class Worker:
@@ -277,7 +287,10 @@ class Worker:
         )
         for job in orphans:
             claim = services.Claim(
-                record=job.as_record(), started_at=job.started_at or now, worker_id=None
+                record=job.as_record(),
+                started_at=job.started_at or now,
+                worker_id=None,
+                backend=job.backend,
             )
             logger.warning(
                 "Job %s was running on a worker that stopped sending heartbeats: recovering it",
@@ -332,6 +345,9 @@ class Worker:
 
     def process(self, claim: services.Claim) -> None:
         """Run one claimed job and record its outcome."""
+        if claim.backend:
+            self._process_django_task(claim)
+            return
         record = claim.record
         task = self.app.tasks.get(record.task_name)
         log_extra = self._log_extra(claim)
@@ -340,34 +356,7 @@ class Worker:
                 f"no task is registered under the name {record.task_name!r}; "
                 "only registered tasks run"
             )
-            report = services.RunReport(
-                outcome=Outcome.FAILED,
-                finished_at=self.clock(),
-                worker_name=self.name,
-                error_type=error_type_name(error),
-                error_message=str(error),
-            )
-            services.record_failure(
-                claim,
-                report,
-                None,
-                now=report.finished_at,
-                decision_text="not retried: unknown task",
-                using=self.using,
-            )
-            logger.error(
-                "Job %s failed: %s",
-                record.id,
-                error,
-                extra={**log_extra, "action": "job_unknown_task"},
-            )
-            signals.send(
-                signals.job_failed,
-                sender=None,
-                job=record.evolve(status=JobStatus.FAILED, attempts=record.attempts + 1),
-                exception=error,
-                reason="not retried: unknown task",
-            )
+            self.fail_without_running(claim, error, reason="not retried: unknown task")
             return
         logger.debug("Job %s started", record.id, extra={**log_extra, "action": "job_start"})
         signals.send(signals.job_started, sender=task, job=record, worker_name=self.name)
@@ -378,40 +367,114 @@ class Worker:
             else:
                 result = task.func(**record.task_kwargs)
         except BaseException as error:  # the job boundary: every failure is recorded
-            finished_at = self.clock()
-            report = services.RunReport(
-                outcome=Outcome.FAILED,
-                finished_at=finished_at,
-                worker_name=self.name,
-                error_type=error_type_name(error),
-                error_message=str(error),
-                traceback=traceback.format_exc(),
-            )
-            self._judge_failure(claim, report, error, now=finished_at, task=task)
+            self.record_failed_run(claim, error, task=task)
         else:
-            report = services.RunReport(
-                outcome=Outcome.SUCCEEDED,
-                finished_at=self.clock(),
-                worker_name=self.name,
-                return_value=plain_json(result),
-            )
-            if services.record_success(claim, report, using=self.using):
-                duration = (report.finished_at - claim.started_at).total_seconds()
-                logger.info(
-                    "Job %s succeeded in %.3gs",
-                    record.id,
-                    duration,
-                    extra={**log_extra, "action": "job_success", "duration": duration},
-                )
-                signals.send(
-                    signals.job_succeeded,
-                    sender=task,
-                    job=record.evolve(status=JobStatus.SUCCEEDED, attempts=record.attempts + 1),
-                    return_value=report.return_value,
-                    duration=duration,
-                )
+            self.record_successful_run(claim, plain_json(result), task=task)
         finally:
             self._check_connection()
+
+    def record_successful_run(
+        self, claim: services.Claim, return_value: Any, *, task: tasks.Task | None = None
+    ) -> bool:
+        """Record that the run returned ``return_value`` (JSON); False if it was fenced off."""
+        record = claim.record
+        report = services.RunReport(
+            outcome=Outcome.SUCCEEDED,
+            finished_at=self.clock(),
+            worker_name=self.name,
+            return_value=return_value,
+        )
+        if not services.record_success(claim, report, using=self.using):
+            return False
+        duration = (report.finished_at - claim.started_at).total_seconds()
+        logger.info(
+            "Job %s succeeded in %.3gs",
+            record.id,
+            duration,
+            extra={**self._log_extra(claim), "action": "job_success", "duration": duration},
+        )
+        signals.send(
+            signals.job_succeeded,
+            sender=task,
+            job=record.evolve(status=JobStatus.SUCCEEDED, attempts=record.attempts + 1),
+            return_value=report.return_value,
+            duration=duration,
+        )
+        return True
+
+    def record_failed_run(
+        self, claim: services.Claim, error: BaseException, *, task: tasks.Task | None = None
+    ) -> services.FailureResult | None:
+        """Record the run that raised ``error``; call it from the ``except`` block."""
+        finished_at = self.clock()
+        report = services.RunReport(
+            outcome=Outcome.FAILED,
+            finished_at=finished_at,
+            worker_name=self.name,
+            error_type=error_type_name(error),
+            error_message=str(error),
+            traceback=traceback.format_exc(),
+        )
+        return self._judge_failure(claim, report, error, now=finished_at, task=task)
+
+    def fail_without_running(self, claim: services.Claim, error: Exception, *, reason: str) -> None:
+        """End a job whose task cannot run at all (unknown task): ``failed``, never retried."""
+        record = claim.record
+        report = services.RunReport(
+            outcome=Outcome.FAILED,
+            finished_at=self.clock(),
+            worker_name=self.name,
+            error_type=error_type_name(error),
+            error_message=str(error),
+        )
+        services.record_failure(
+            claim, report, None, now=report.finished_at, decision_text=reason, using=self.using
+        )
+        logger.error(
+            "Job %s failed: %s",
+            record.id,
+            error,
+            extra={**self._log_extra(claim), "action": "job_unknown_task"},
+        )
+        signals.send(
+            signals.job_failed,
+            sender=None,
+            job=record.evolve(status=JobStatus.FAILED, attempts=record.attempts + 1),
+            exception=error,
+            reason=reason,
+        )
+
+    # --- jobs enqueued through Django's task framework (django.tasks, Django >= 6.0) -------
+    # backends.py finds their Task, calls it and sends django.tasks' signals; outcomes are
+    # recorded here like any other job's.
+
+    def _process_django_task(self, claim: services.Claim) -> None:
+        backends = _django_tasks_backends()
+        if backends is None:
+            error = UnknownTask(
+                f"job {claim.record.id} was enqueued through django.tasks (backend "
+                f"{claim.backend!r}), which this Django version does not have"
+            )
+            self.fail_without_running(claim, error, reason="not retried: no django.tasks")
+            return
+        try:
+            backends.run_job(self, claim)
+        finally:
+            self._check_connection()
+
+    def _retry_strategy(
+        self, claim: services.Claim, task: tasks.Task | None
+    ) -> retry.BaseRetryStrategy | None:
+        if claim.backend:
+            backends = _django_tasks_backends()
+            return backends.retry_strategy_for(claim) if backends else None
+        return task.retry if task is not None else None
+
+    def _django_task_finished(self, claim: services.Claim) -> None:
+        """Send django.tasks' ``task_finished`` for a job that just failed for good."""
+        backends = _django_tasks_backends()
+        if backends is not None:
+            backends.send_task_finished(claim, using=self.using)
 
     def _judge_failure(
         self,
@@ -421,16 +484,16 @@ class Worker:
         *,
         now: datetime,
         task: tasks.Task | None = None,
-    ) -> None:
+    ) -> services.FailureResult | None:
         """Ask the task's strategy about a failure (outside any transaction), then record both.
 
         A :class:`Snooze` puts the job back without using up an attempt (until the
         task's ``max_snoozes``); a :class:`GiveUp` ends it failed whatever the strategy.
         """
         record = claim.record
-        if task is None:
+        if task is None and not claim.backend:
             task = self.app.tasks.get(record.task_name)
-        strategy = task.retry if task is not None else None
+        strategy = self._retry_strategy(claim, task)
         decision: retry.RetryDecision | None = None
         decision_text = ""
         snoozed = False
@@ -466,7 +529,7 @@ class Worker:
             using=self.using,
         )
         if result is None:
-            return
+            return None
         after = self._after_failure(record, result, decision, counted=not snoozed)
         log_extra = {**self._log_extra(claim), "outcome": report.outcome}
         wait = (result.retry_at - now).total_seconds() if result.retry_at else 0.0
@@ -527,6 +590,9 @@ class Worker:
             )
             if task is not None and task.on_final_failure is not None:
                 self._call_final_failure_hook(task, after, error)
+            if claim.backend:
+                self._django_task_finished(claim)
+        return result
 
     def _snooze(
         self,

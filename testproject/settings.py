@@ -86,6 +86,15 @@ if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
         "NAME": os.environ.get("RETRYTASKS_TEST_SQLITE", str(BASE_DIR / ".test-db.sqlite3"))
     }
 
+# Django's task framework (Django 6.0+) backed by django-retrytasks; ignored by older Django.
+TASKS = {
+    "default": {
+        "BACKEND": "django_retrytasks.backends.RetryTasksBackend",
+        "QUEUES": ["default", "emails"],
+        "OPTIONS": {},
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
