@@ -164,15 +164,18 @@ def defer_job_rows(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list
         raise
     if any(row.scheduled_at is None or row.scheduled_at <= now for row in created):
         _after_commit_wake(using)
-    for row in created:
-        logger.debug(
-            "Job %s deferred: %s",
-            row.pk,
-            row.task_name,
-            extra=log_fields(row, action="job_deferred"),
-        )
-    records = [row.as_record() for row in created]
-    transaction.on_commit(lambda: _send_deferred(records), using=using)
+    # Deferring is a hot path (batches of thousands): no per-job work nobody asked for.
+    if logger.isEnabledFor(logging.DEBUG):
+        for row in created:
+            logger.debug(
+                "Job %s deferred: %s",
+                row.pk,
+                row.task_name,
+                extra=log_fields(row, action="job_deferred"),
+            )
+    if signals.job_deferred.receivers:
+        records = [row.as_record() for row in created]
+        transaction.on_commit(lambda: _send_deferred(records), using=using)
     return created
 
 
