@@ -74,6 +74,8 @@ _STATUSES = {
     JobStatus.ABORTED: TaskResultStatus.FAILED,
 }
 _FAILED_OUTCOMES = (Outcome.FAILED, Outcome.LOST, Outcome.ABORTED)
+# Runs that do not use up an attempt (``Job.attempts``) are not attempts for django.tasks either.
+_UNCOUNTED_OUTCOMES = (Outcome.INTERRUPTED, Outcome.SNOOZED)
 _RESULT_ID = re.compile(r"[0-9]{1,18}")
 _MAX_TASK_PATH = Job._meta.get_field("task_name").max_length or 255
 _MAX_QUEUE_NAME = Job._meta.get_field("queue").max_length or 128
@@ -385,11 +387,11 @@ def _build_result(
 ) -> TaskResult[Any, Any]:
     """A TaskResult from a job's row and its attempts (plus the run going on, if any).
 
-    Runs cut short by a graceful shutdown are not counted, as in ``Job.attempts``:
+    Runs cut short by a graceful shutdown, and snoozes, are not counted, as in ``Job.attempts``:
     ``worker_ids`` (and so ``attempts``) has one entry per counted run, ``errors`` one
     per failed one.
     """
-    counted = [attempt for attempt in history if attempt.outcome != Outcome.INTERRUPTED]
+    counted = [attempt for attempt in history if attempt.outcome not in _UNCOUNTED_OUTCOMES]
     worker_ids = [attempt.worker_name or UNKNOWN_WORKER for attempt in counted]
     starts = [attempt.started_at for attempt in history]
     if running is not None:
@@ -463,6 +465,7 @@ def run_job(worker: Worker, claim: services.Claim) -> None:
         alias=claim.backend,
     )
     # Sent robustly, as the worker's own signals: a failing receiver is logged, the job goes on.
+    signals.send(signals.job_started, sender=None, job=record, worker_name=worker.name)
     signals.send(task_started, sender=type(backend), task_result=task_result)
     try:
         if task.takes_context:

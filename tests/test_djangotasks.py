@@ -23,7 +23,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskRes
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.test import override_settings
 
-from django_retrytasks import RetryStrategy, services
+from django_retrytasks import RetryStrategy, services, signals
 from django_retrytasks.backends import BACKEND_DEFAULT, RetryTask, RetryTasksBackend
 from django_retrytasks.models import Attempt, Job, JobStatus
 from django_retrytasks.models import Worker as WorkerRow
@@ -32,6 +32,7 @@ from django_retrytasks.worker import Worker
 from testproject.demo import djangotasks_django as tasks
 from testproject.demo.tasks import noop
 from tests.conftest import ROOT, Clock, manage
+from tests.test_readme import python_blocks
 
 pytestmark = pytest.mark.django_db
 
@@ -382,6 +383,18 @@ def test_a_job_whose_worker_died_is_recovered(clock: Clock) -> None:
     assert retried.return_value == 2 and retried.attempts == 2
 
 
+def test_a_snooze_waits_without_using_up_an_attempt(clock: Clock) -> None:
+    result = tasks.snoozes_once.enqueue()
+    assert run(clock) == 1
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert result.attempts == 0 and result.errors == []
+    clock.advance(seconds=30)
+    assert run(clock) == 1
+    result.refresh()
+    assert result.return_value == 1 and result.attempts == 1
+
+
 # --- signals ----------------------------------------------------------------------------------
 
 
@@ -442,6 +455,36 @@ def test_task_finished_for_a_failure_is_sent_inside_the_exception_handler(
     [logged] = [r for r in caplog.records if r.name == "django.tasks" and r.exc_info]
     assert logged.exc_info is not None
     assert str(logged.exc_info[1]) == "this task never works"
+
+
+def test_the_job_signals_of_django_retrytasks_are_sent_too(clock: Clock) -> None:
+    received: list[tuple[str, Any, int]] = []
+
+    def receiver(name: str) -> Any:
+        def record(sender: Any, job: Any, **kwargs: Any) -> None:
+            received.append((name, sender, job.attempts))
+
+        return record
+
+    receivers = {
+        signals.job_started: receiver("started"),
+        signals.job_retry_scheduled: receiver("retry"),
+        signals.job_succeeded: receiver("succeeded"),
+    }
+    for signal, function in receivers.items():
+        signal.connect(function)
+    try:
+        tasks.flaky.enqueue(failures=1)
+        run(clock)
+    finally:
+        for signal, function in receivers.items():
+            signal.disconnect(function)
+    assert received == [
+        ("started", None, 0),
+        ("retry", None, 1),
+        ("started", None, 1),
+        ("succeeded", None, 2),
+    ]
 
 
 def test_a_failing_receiver_does_not_break_the_job(clock: Clock) -> None:
@@ -535,3 +578,23 @@ def test_without_django_tasks_the_backend_module_says_why() -> None:
     assert "ImportError: django_retrytasks.backends is a backend for Django's task" in done.stderr
     assert "which Django 6.0 added" in done.stderr
     assert "the rest of django-retrytasks" in done.stderr
+
+
+def test_the_readme_examples_run(clock: Clock) -> None:
+    settings_block, tasks_block = python_blocks("Using Django's task framework")
+    settings: dict[str, Any] = {}
+    exec(compile(settings_block, "README.md", "exec"), settings)
+    backend = RetryTasksBackend("default", settings["TASKS"]["default"])
+    assert backend.check() == [] and backend.default_retry == RetryStrategy(max_attempts=3)
+
+    namespace: dict[str, Any] = {"__name__": "readme_django_tasks"}
+    exec(compile(tasks_block, "README.md", "exec"), namespace)
+    assert namespace["result"].status == TaskResultStatus.READY
+    clock.advance(minutes=5)
+    assert run(clock) == 2
+    charge, send_receipt = namespace["charge"], namespace["send_receipt"]
+    [charged] = Job.objects.filter(task_name=charge.module_path)
+    assert charge.get_result(str(charged.pk)).return_value == {"order": 42, "charged": "9.90"}
+    [receipt] = Job.objects.filter(task_name=send_receipt.module_path)
+    assert (receipt.queue, receipt.priority) == ("emails", 10)
+    assert send_receipt.get_result(str(receipt.pk)).return_value == "receipt for 42, run 1"

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.tasks import TaskContext, task
 
-from django_retrytasks import BaseRetryStrategy, Job, RetryDecision, RetryStrategy
+from django_retrytasks import BaseRetryStrategy, Job, RetryDecision, RetryStrategy, Snooze
 
 #: Labels of the runs of :func:`record_call`, in the order they ran.
 calls: list[str] = []
@@ -102,3 +102,12 @@ def not_a_task() -> str:
     """A plain function: a job naming it must never run it."""
     calls.append("not_a_task ran")
     return "ran"
+
+
+@task(takes_context=True)
+def snoozes_once(context: TaskContext[Any, Any]) -> int:
+    """Ask to run again in 30 s the first time (no attempt used), then return the attempt."""
+    if "snoozed" not in calls:
+        calls.append("snoozed")
+        raise Snooze(seconds=30)
+    return context.attempt
