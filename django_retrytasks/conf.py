@@ -11,6 +11,12 @@ setting                            meaning                                      
 ``RETRYTASKS_PRUNE_BATCH_SIZE``    jobs deleted per transaction when pruning      500
 ``RETRYTASKS_MAX_SNOOZES``         snoozes a job may take before a snooze counts  100
                                    as a failure (a task's ``max_snoozes`` wins)
+``RETRYTASKS_HEARTBEAT_INTERVAL``  seconds between a worker's heartbeats (each     10
+                                   also looks for runs lost with dead workers)
+``RETRYTASKS_HEARTBEAT_TIMEOUT``   seconds of silence after which a worker is      60
+                                   taken for dead and its running jobs recovered
+``RETRYTASKS_MAX_CONSECUTIVE_      runs in a row lost with their worker after      3
+LOSSES``                           which a job is held (``None``: never held)
 =================================  =============================================  ===========================
 
 Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
@@ -45,6 +51,9 @@ class RetryTasksSettings:
     prune_interval: float | None
     prune_batch_size: int
     max_snoozes: int
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    max_consecutive_losses: int | None
 
 
 def merge_retention(value: Any, *, name: str = "retention") -> dict[str, timedelta | None]:
@@ -86,6 +95,26 @@ def _number(name: str, value: Any, *, allow_none: bool, integer: bool, minimum: 
 
 def get_settings() -> RetryTasksSettings:
     """Read and check the ``RETRYTASKS_*`` settings now."""
+    heartbeat_interval = _number(
+        "RETRYTASKS_HEARTBEAT_INTERVAL",
+        getattr(django_settings, "RETRYTASKS_HEARTBEAT_INTERVAL", 10.0),
+        allow_none=False,
+        integer=False,
+        minimum=0.01,
+    )
+    heartbeat_timeout = _number(
+        "RETRYTASKS_HEARTBEAT_TIMEOUT",
+        getattr(django_settings, "RETRYTASKS_HEARTBEAT_TIMEOUT", 60.0),
+        allow_none=False,
+        integer=False,
+        minimum=0.01,
+    )
+    if heartbeat_timeout <= heartbeat_interval:
+        raise ImproperlyConfigured(
+            f"RETRYTASKS_HEARTBEAT_TIMEOUT ({heartbeat_timeout:g}s) must be longer than "
+            f"RETRYTASKS_HEARTBEAT_INTERVAL ({heartbeat_interval:g}s), or live workers would "
+            "be taken for dead"
+        )
     return RetryTasksSettings(
         retention=merge_retention(
             getattr(django_settings, "RETRYTASKS_RETENTION", {}), name="RETRYTASKS_RETENTION"
@@ -110,5 +139,14 @@ def get_settings() -> RetryTasksSettings:
             allow_none=False,
             integer=True,
             minimum=0,
+        ),
+        heartbeat_interval=float(heartbeat_interval),
+        heartbeat_timeout=float(heartbeat_timeout),
+        max_consecutive_losses=_number(
+            "RETRYTASKS_MAX_CONSECUTIVE_LOSSES",
+            getattr(django_settings, "RETRYTASKS_MAX_CONSECUTIVE_LOSSES", 3),
+            allow_none=True,
+            integer=True,
+            minimum=1,
         ),
     )

@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from django_retrytasks import jobs, retry, signals, tasks
 from django_retrytasks.exceptions import AlreadyEnqueued
-from django_retrytasks.models import Attempt, Job, JobStatus, record_from_row
+from django_retrytasks.models import Attempt, Job, JobStatus, Outcome, record_from_row
+from django_retrytasks.models import Worker as WorkerRow
 from django_retrytasks.tasks import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -402,14 +403,15 @@ def record_failure(
     counts: bool = True,
     snoozed: bool = False,
     using: str = DEFAULT_DB,
+    also_set: dict[str, Any] | None = None,
 ) -> FailureResult | None:
     """Record a failed run and apply the retry decision, attempt row and job in ONE transaction.
 
     With a decision the job goes back to ``todo`` at the retry time with the decision's
     priority, queue and lock; without one it ends ``failed``. ``counts=False`` (an
     interrupted run) puts the job back without using up an attempt; ``snoozed=True`` also
-    counts the run in ``Job.snoozes``. Returns ``None``
-    when the job was no longer running for this claim.
+    counts the run in ``Job.snoozes``. ``also_set`` names further fields to write (see
+    :func:`record_lost`). Returns ``None`` when the job was no longer running for this claim.
     """
     record = claim.record
     clamped = False
@@ -419,6 +421,8 @@ def record_failure(
         changes["attempts"] = record.attempts + 1
     if snoozed:
         changes["snoozes"] = F("snoozes") + 1
+    if report.outcome == Outcome.FAILED:
+        changes["consecutive_losses"] = 0  # the run finished: the job is not a poison job
     if decision is not None:
         retry_at, clamped = decision.resolve(now)
         changes.update(status=JobStatus.TODO, scheduled_at=retry_at)
@@ -432,6 +436,7 @@ def record_failure(
             decision_text += f" (too far ahead: scheduled at {retry.LATEST_RETRY_AT.isoformat()})"
     else:
         changes["status"] = JobStatus.FAILED
+    changes.update(also_set or {})
     notes = list(report.notes)
     for clear_queueing_lock in (False, True):
         try:
@@ -652,3 +657,152 @@ def prune(
             extra={"action": "jobs_pruned", "jobs": dict(report.jobs), "attempts": report.attempts},
         )
     return report
+
+
+# --- workers, heartbeats and lost runs -----------------------------------------------------
+
+
+def register_worker(
+    *,
+    name: str,
+    host: str,
+    pid: int,
+    queues: Sequence[str],
+    concurrency: int,
+    now: datetime,
+    using: str = DEFAULT_DB,
+) -> int:
+    """Add a running worker to the table of workers and return its id."""
+    row = WorkerRow.objects.using(using).create(
+        name=name,
+        host=host,
+        pid=pid,
+        queues=list(queues),
+        concurrency=concurrency,
+        started_at=now,
+        last_heartbeat=now,
+    )
+    return row.pk
+
+
+def heartbeat(worker_id: int, *, now: datetime, using: str = DEFAULT_DB) -> bool:
+    """Mark a worker alive at ``now``; False when its row is gone (it was taken for dead)."""
+    return bool(WorkerRow.objects.using(using).filter(pk=worker_id).update(last_heartbeat=now))
+
+
+def unregister_worker(worker_id: int, *, using: str = DEFAULT_DB) -> None:
+    WorkerRow.objects.using(using).filter(pk=worker_id).delete()
+
+
+@dataclass(frozen=True)
+class LostRun:
+    """A run left ``doing`` by a worker that stopped heartbeating."""
+
+    claim: Claim
+    #: Runs of the job lost in a row before this one.
+    consecutive_losses: int
+    worker_name: str
+
+
+def lost_runs(*, stale_before: datetime, using: str = DEFAULT_DB) -> list[LostRun]:
+    """Jobs ``doing`` for a worker whose last heartbeat is older than ``stale_before``.
+
+    A running job without a worker (its worker unregistered, or a test helper ran it)
+    counts only once it started before ``stale_before`` too.
+    """
+    rows = (
+        Job.objects.using(using)
+        .filter(status=JobStatus.DOING)
+        .filter(
+            Q(worker__last_heartbeat__lt=stale_before)
+            | Q(worker__isnull=True, started_at__lt=stale_before)
+        )
+        .select_related("worker")
+        .order_by("id")
+    )
+    return [
+        LostRun(
+            claim=Claim(
+                record=job.as_record(),
+                started_at=job.started_at or stale_before,  # never NULL while doing
+                worker_id=job.worker_id,
+                backend=job.backend,
+            ),
+            consecutive_losses=job.consecutive_losses,
+            worker_name=job.worker.name if job.worker else "",
+        )
+        for job in rows
+    ]
+
+
+def forget_dead_workers(*, stale_before: datetime, using: str = DEFAULT_DB) -> int:
+    """Delete the rows of workers silent since ``stale_before`` that run nothing any more."""
+    running = Job.objects.using(using).filter(status=JobStatus.DOING, worker__isnull=False)
+    dead = (
+        WorkerRow.objects.using(using)
+        .filter(last_heartbeat__lt=stale_before)
+        .exclude(pk__in=running.values("worker_id"))
+    )
+    deleted, _ = dead.delete()
+    return deleted
+
+
+def record_lost(
+    lost: LostRun,
+    report: RunReport,
+    decision: retry.RetryDecision | None,
+    *,
+    now: datetime,
+    max_consecutive_losses: int | None,
+    decision_text: str = "",
+    using: str = DEFAULT_DB,
+) -> FailureResult | None:
+    """Record a run lost with its worker: counted, judged like a failure, held when poisonous.
+
+    A job lost ``max_consecutive_losses`` times in a row (with no finished run between)
+    is not retried again: it ends ``failed`` with ``held`` set, for an operator to look at.
+    """
+    losses = lost.consecutive_losses + 1
+    also_set: dict[str, Any] = {"consecutive_losses": losses}
+    if (
+        decision is not None
+        and max_consecutive_losses is not None
+        and losses >= max_consecutive_losses
+    ):
+        decision = None
+        also_set["held"] = True
+        decision_text = (
+            f"held: lost with its worker {losses} times in a row (a poison job?); "
+            "not retried until an operator retries it"
+        )
+    return record_failure(
+        lost.claim,
+        report,
+        decision,
+        now=now,
+        decision_text=decision_text,
+        using=using,
+        also_set=also_set,
+    )
+
+
+def release_unstarted(*, worker_id: int, keep: Iterable[int], using: str = DEFAULT_DB) -> list[int]:
+    """Return to the queue the jobs claimed for ``worker_id`` that it never received.
+
+    A claim whose reply was lost with the connection is committed but unknown to the
+    worker; ``keep`` are the jobs it does know. The run never started: no attempt.
+    """
+    with write_transaction(using):
+        unknown = list(
+            Job.objects.using(using)
+            .filter(status=JobStatus.DOING, worker_id=worker_id)
+            .exclude(pk__in=list(keep))
+            .values_list("pk", flat=True)
+        )
+        if unknown:
+            Job.objects.using(using).filter(
+                pk__in=unknown, status=JobStatus.DOING, worker_id=worker_id
+            ).update(status=JobStatus.TODO, worker=None)
+    if unknown:
+        _after_commit_wake(using)
+    return unknown

@@ -26,18 +26,16 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
-from django_retrytasks import conf, retry, services, signals, tasks
+from django_retrytasks import conf, heartbeat, outages, retry, services, signals, tasks
 from django_retrytasks.exceptions import GiveUp, Snooze, SnoozeLimitReached, UnknownTask, WorkerLost
 from django_retrytasks.jobs import Job as JobRecord
 from django_retrytasks.jobs import JobContext
 from django_retrytasks.models import Job, JobStatus, Outcome
-from django_retrytasks.models import Worker as WorkerRow
+from django_retrytasks.timeouts import Deadline
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLLING_INTERVAL = 0.5
-DEFAULT_HEARTBEAT_INTERVAL = 10.0
-DEFAULT_HEARTBEAT_TIMEOUT = 60.0
 
 
 def error_type_name(error: BaseException) -> str:
@@ -75,8 +73,9 @@ class Worker:
         burst: bool = False,
         polling_interval: float = DEFAULT_POLLING_INTERVAL,
         shutdown_timeout: float | None = None,
-        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+        max_consecutive_losses: int | None = heartbeat.FROM_SETTINGS,
         name: str | None = None,
         using: str = services.DEFAULT_DB,
         clock: Callable[[], datetime] = timezone.now,
@@ -92,8 +91,13 @@ class Worker:
         self.burst = burst
         self.polling_interval = polling_interval
         self.shutdown_timeout = shutdown_timeout
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
+        # Left None, they come from the settings (see django_retrytasks.conf).
+        self.heartbeat_interval, self.heartbeat_timeout = heartbeat.heartbeat_settings(
+            heartbeat_interval, heartbeat_timeout
+        )
+        self.max_consecutive_losses = heartbeat.max_consecutive_losses_setting(
+            max_consecutive_losses
+        )
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.using = using
         self.clock = clock
@@ -106,8 +110,7 @@ class Worker:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._last_heartbeat = 0.0
-        self._last_recovery: datetime | None = None
+        self._heartbeat: heartbeat.Heartbeat | None = None
         self._last_prune = -math.inf
 
     # --- lifecycle --------------------------------------------------------------------
@@ -121,6 +124,14 @@ class Worker:
         previous_handlers = self._install_signals() if self.install_signal_handlers else {}
         services.add_wake_callback(self._wake.set)
         self._register()
+        self._beat()  # lost runs are recovered before the first claim (also in burst mode)
+        self._heartbeat = heartbeat.Heartbeat(
+            self._beat,
+            interval=self.heartbeat_interval,
+            name=f"{self.name}-heartbeat",
+            using=self.using,
+        )
+        self._heartbeat.start()
         logger.info(
             "Worker %s started: queues=%s concurrency=%s burst=%s",
             self.name,
@@ -136,7 +147,7 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         try:
-            self._loop()
+            self._claim_until_stopped()
         finally:
             self._shut_down()
             services.remove_wake_callback(self._wake.set)
@@ -201,9 +212,82 @@ class Worker:
         with self._lock:
             unfinished = list(self._running.values())
         for claim in unfinished:
-            self._interrupt(claim)
-        self._unregister()
-        connections[self.using].close()
+            try:
+                self._interrupt(claim)
+            except outages.OUTAGE_ERRORS:
+                logger.exception(
+                    "Could not return job %s to the queue; it will be recovered as lost",
+                    claim.record.id,
+                    extra=self._log_extra(claim, action="interrupt_error"),
+                )
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        try:
+            self._unregister()
+        except outages.OUTAGE_ERRORS:
+            logger.exception(
+                "Could not unregister worker %s; other workers will forget it",
+                self.name,
+                extra={"action": "unregister_error", "worker": self.name},
+            )
+        outages.drop_connection(self.using)
+
+    def _claim_until_stopped(self) -> None:
+        """Run the claim loop; through a database outage, back off and reconnect."""
+        backoff = outages.Backoff()
+        while True:
+            try:
+                self._loop()
+                return
+            except outages.OUTAGE_ERRORS as error:
+                wait = backoff.next_wait()
+                logger.warning(
+                    "Database unavailable while claiming (%s: %s); trying again in %.2gs",
+                    type(error).__name__,
+                    str(error).strip(),
+                    wait,
+                    extra={"action": "db_outage", "what": "claim", "wait": wait},
+                )
+                outages.drop_connection(self.using)
+                if self._stopping.wait(wait):
+                    return
+            try:
+                self._release_unacknowledged_claims()
+            except outages.OUTAGE_ERRORS:
+                outages.drop_connection(self.using)
+                continue  # still down: the claim loop fails again and waits longer
+            backoff.reset()
+
+    def _release_unacknowledged_claims(self) -> None:
+        """Requeue jobs a failed claim marked ``doing`` for us while its reply was lost."""
+        if self.worker_id is None:
+            return
+        known = self._known_claim_ids()
+        if known is None:
+            return  # runners are busy handing claims over; look again after the next outage
+        released = services.release_unstarted(
+            worker_id=self.worker_id, keep=known, using=self.using
+        )
+        if released:
+            logger.warning(
+                "Returned jobs %s to the queue: claimed while the connection broke, never run",
+                released,
+                extra={"action": "claims_released", "worker": self.name},
+            )
+
+    def _known_claim_ids(self) -> set[int] | None:
+        """Ids of the jobs this worker holds (queued for a runner or running), once consistent."""
+        for _ in range(200):
+            with self._lock:
+                running = set(self._running)
+                in_flight = self._in_flight
+            queued = {claim.record.id for claim in list(self._claims.queue) if claim is not None}
+            known = running | queued
+            # A claim between the queue and the running table is in neither: wait for it.
+            if len(known) >= in_flight:
+                return known
+            time.sleep(0.005)
+        return None
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -232,37 +316,40 @@ class Worker:
     # --- registration, heartbeat and recovery -------------------------------------------
 
     def _register(self) -> None:
-        row = WorkerRow.objects.using(self.using).create(
+        self.worker_id = services.register_worker(
             name=self.name,
             host=socket.gethostname(),
             pid=os.getpid(),
             queues=self.queues or [],
             concurrency=self.concurrency,
-            started_at=self.clock(),
-            last_heartbeat=self.clock(),
+            now=self.clock(),
+            using=self.using,
         )
-        self.worker_id = row.pk
-        self._last_heartbeat = time.monotonic()
 
     def _unregister(self) -> None:
         if self.worker_id is not None:
-            WorkerRow.objects.using(self.using).filter(pk=self.worker_id).delete()
+            services.unregister_worker(self.worker_id, using=self.using)
 
     def _housekeeping(self) -> None:
+        """Called by the claim loop; the heartbeat runs on its own thread (see :meth:`_beat`)."""
+        if self._heartbeat is not None and not self._heartbeat.is_alive():
+            logger.error("The heartbeat thread stopped", extra={"action": "heartbeat_dead"})
+        self._prune_if_due(self.clock())
+
+    def _beat(self) -> None:
+        """One heartbeat (on the heartbeat thread): mark this worker alive, recover lost runs."""
         if self.worker_id is None:
             return
-        if time.monotonic() - self._last_heartbeat < self.heartbeat_interval:
-            return
-        self._last_heartbeat = time.monotonic()
         now = self.clock()
-        updated = (
-            WorkerRow.objects.using(self.using).filter(pk=self.worker_id).update(last_heartbeat=now)
-        )
-        if not updated:
-            # Another worker took us for dead and removed our row: register again.
+        if not services.heartbeat(self.worker_id, now=now, using=self.using):
+            # Another worker took us for dead (we were silent too long) and forgot us.
+            logger.warning(
+                "Worker %s was taken for dead; registering again",
+                self.name,
+                extra={"action": "worker_reregister", "worker": self.name},
+            )
             self._register()
         self.recover_lost_jobs(now=now)
-        self._prune_if_due(now)
 
     def _prune_if_due(self, now: datetime) -> None:
         """Delete one small batch of expired finished jobs every RETRYTASKS_PRUNE_INTERVAL."""
@@ -279,42 +366,44 @@ class Worker:
             )
 
     def recover_lost_jobs(self, *, now: datetime) -> int:
-        """Judge runs left ``doing`` by dead workers as ``WorkerLost`` failures; return how many."""
+        """Judge runs left ``doing`` by dead workers as ``WorkerLost`` failures; return how many.
+
+        A worker is dead when its last heartbeat is older than ``heartbeat_timeout``. Each
+        lost run is recorded as an attempt with outcome ``lost``, counted in ``attempts``,
+        and judged by the task's retry strategy like any failure; a job lost too many times
+        in a row is held (``max_consecutive_losses``).
+        """
         stale_before = now - timedelta(seconds=self.heartbeat_timeout)
-        WorkerRow.objects.using(self.using).filter(last_heartbeat__lt=stale_before).delete()
-        orphans = list(
-            Job.objects.using(self.using).filter(status=JobStatus.DOING, worker__isnull=True)
-        )
-        for job in orphans:
-            claim = services.Claim(
-                record=job.as_record(),
-                started_at=job.started_at or now,
-                worker_id=None,
-                backend=job.backend,
-            )
+        recovered = 0
+        for lost in services.lost_runs(stale_before=stale_before, using=self.using):
+            claim = lost.claim
+            worker_text = f"worker {lost.worker_name!r}" if lost.worker_name else "its worker"
             logger.warning(
-                "Job %s was running on a worker that stopped sending heartbeats: recovering it",
-                job.pk,
+                "Job %s was running on %s, which stopped sending heartbeats: recovering it",
+                claim.record.id,
+                worker_text,
                 extra=self._log_extra(claim, action="job_recovered"),
             )
             signals.send(
                 signals.job_recovered,
-                sender=self.app.tasks.get(job.task_name),
+                sender=self.app.tasks.get(claim.record.task_name),
                 job=claim.record,
             )
             error = WorkerLost(
-                f"the worker running this job stopped sending heartbeats for over "
-                f"{self.heartbeat_timeout:g}s"
+                f"{worker_text} stopped (no heartbeat for over {self.heartbeat_timeout:g}s) "
+                "before recording the outcome of this run"
             )
             report = services.RunReport(
                 outcome=Outcome.LOST,
                 finished_at=now,
-                worker_name="",
+                worker_name=lost.worker_name,
                 error_type=error_type_name(error),
                 error_message=str(error),
             )
-            self._judge_failure(claim, report, error, now=now)
-        return len(orphans)
+            if self._judge_failure(claim, report, error, now=now, lost=lost) is not None:
+                recovered += 1
+        services.forget_dead_workers(stale_before=stale_before, using=self.using)
+        return recovered
 
     # --- running jobs ---------------------------------------------------------------------
 
@@ -360,14 +449,21 @@ class Worker:
             return
         logger.debug("Job %s started", record.id, extra={**log_extra, "action": "job_start"})
         signals.send(signals.job_started, sender=task, job=record, worker_name=self.name)
+        deadline = Deadline(task.timeout)
         try:
-            if task.pass_context:
-                context = JobContext(job=record, task=task, worker_name=self.name)
-                result = task.func(context, **record.task_kwargs)
-            else:
-                result = task.func(**record.task_kwargs)
-        except BaseException as error:  # the job boundary: every failure is recorded
-            self.record_failed_run(claim, error, task=task)
+            with deadline:
+                if task.pass_context:
+                    context = JobContext(job=record, task=task, worker_name=self.name)
+                    result = task.func(context, **record.task_kwargs)
+                else:
+                    result = task.func(**record.task_kwargs)
+            if deadline.expired:
+                # The task swallowed the timeout or was stuck in C code: still too late.
+                raise deadline.error()
+        except BaseException as caught:  # the job boundary: every failure is recorded
+            self.record_failed_run(
+                claim, deadline.error() if deadline.expired else caught, task=task
+            )
         else:
             self.record_successful_run(claim, plain_json(result), task=task)
         finally:
@@ -384,7 +480,9 @@ class Worker:
             worker_name=self.name,
             return_value=return_value,
         )
-        if not services.record_success(claim, report, using=self.using):
+        if not self._persist(
+            claim, lambda: services.record_success(claim, report, using=self.using)
+        ):
             return False
         duration = (report.finished_at - claim.started_at).total_seconds()
         logger.info(
@@ -427,8 +525,11 @@ class Worker:
             error_type=error_type_name(error),
             error_message=str(error),
         )
-        services.record_failure(
-            claim, report, None, now=report.finished_at, decision_text=reason, using=self.using
+        self._persist(
+            claim,
+            lambda: services.record_failure(
+                claim, report, None, now=report.finished_at, decision_text=reason, using=self.using
+            ),
         )
         logger.error(
             "Job %s failed: %s",
@@ -484,11 +585,14 @@ class Worker:
         *,
         now: datetime,
         task: tasks.Task | None = None,
+        lost: services.LostRun | None = None,
     ) -> services.FailureResult | None:
         """Ask the task's strategy about a failure (outside any transaction), then record both.
 
         A :class:`Snooze` puts the job back without using up an attempt (until the
         task's ``max_snoozes``); a :class:`GiveUp` ends it failed whatever the strategy.
+        A ``lost`` run (found by recovery) is not retried here through a database outage:
+        the next heartbeat looks again. Returns ``None`` when nothing was written.
         """
         record = claim.record
         if task is None and not claim.backend:
@@ -518,16 +622,30 @@ class Worker:
                     if strategy is None
                     else "not retried: the retry strategy gave up"
                 )
-        result = services.record_failure(
-            claim,
-            report,
-            decision,
-            now=now,
-            decision_text=decision_text,
-            counts=not snoozed,
-            snoozed=snoozed,
-            using=self.using,
-        )
+        if lost is not None:
+            result = services.record_lost(
+                lost,
+                report,
+                decision,
+                now=now,
+                max_consecutive_losses=self.max_consecutive_losses,
+                decision_text=decision_text,
+                using=self.using,
+            )
+        else:
+            result = self._persist(
+                claim,
+                lambda: services.record_failure(
+                    claim,
+                    report,
+                    decision,
+                    now=now,
+                    decision_text=decision_text,
+                    counts=not snoozed,
+                    snoozed=snoozed,
+                    using=self.using,
+                ),
+            )
         if result is None:
             return None
         after = self._after_failure(record, result, decision, counted=not snoozed)
@@ -593,6 +711,12 @@ class Worker:
             if claim.backend:
                 self._django_task_finished(claim)
         return result
+
+    def _persist[T](self, claim: services.Claim, write: Callable[[], T]) -> T:
+        """Write the outcome of a run, waiting through a database outage until it is written."""
+        return outages.persist(
+            write, what=f"the outcome of job {claim.record.id}", using=self.using
+        )
 
     def _snooze(
         self,

@@ -229,7 +229,7 @@ def test_the_worker_prunes_in_small_batches_when_configured(clock: Clock) -> Non
     waiting = ops_tasks.succeed.configure(schedule_in={"days": 1}).defer()
 
     def burst() -> None:
-        Worker(burst=True, clock=clock, heartbeat_interval=0, install_signal_handlers=False).run()
+        Worker(burst=True, clock=clock, install_signal_handlers=False).run()
 
     burst()  # pruning is off by default
     assert Job.objects.count() == 4

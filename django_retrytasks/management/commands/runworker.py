@@ -77,6 +77,27 @@ class Command(BaseCommand):
             "return them to the queue (default: wait for them however long they take).",
         )
         parser.add_argument(
+            "--heartbeat-interval",
+            type=positive_seconds,
+            default=None,
+            help="Seconds between heartbeats, which also look for jobs lost with dead workers "
+            "(default: RETRYTASKS_HEARTBEAT_INTERVAL or 10).",
+        )
+        parser.add_argument(
+            "--heartbeat-timeout",
+            type=positive_seconds,
+            default=None,
+            help="Seconds without a heartbeat after which a worker is taken for dead and its "
+            "running jobs are recovered (default: RETRYTASKS_HEARTBEAT_TIMEOUT or 60).",
+        )
+        parser.add_argument(
+            "--max-consecutive-losses",
+            type=positive_int,
+            default=None,
+            help="Hold a job lost with its worker this many times in a row instead of retrying "
+            "it (default: RETRYTASKS_MAX_CONSECUTIVE_LOSSES or 3).",
+        )
+        parser.add_argument(
             "--name", default=None, help="This worker's name (default: host-pid-random)."
         )
 
@@ -95,7 +116,14 @@ class Command(BaseCommand):
                 burst=options["burst"],
                 polling_interval=options["polling_interval"],
                 shutdown_timeout=options["shutdown_timeout"],
+                heartbeat_interval=options["heartbeat_interval"],
+                heartbeat_timeout=options["heartbeat_timeout"],
                 name=options["name"],
+                **(
+                    {"max_consecutive_losses": options["max_consecutive_losses"]}
+                    if options["max_consecutive_losses"] is not None
+                    else {}
+                ),
             )
         except ValueError as error:
             raise CommandError(str(error)) from error

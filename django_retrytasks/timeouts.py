@@ -1,0 +1,84 @@
+"""Task timeouts: ``@app.task(timeout=seconds)`` for plain synchronous code.
+
+A Python thread cannot be killed from outside. At the deadline the worker raises
+:class:`~django_retrytasks.exceptions.JobTimeout` *inside* the thread running the task
+(CPython's ``PyThreadState_SetAsyncExc``); the interpreter delivers it at the task's
+next Python instruction. So:
+
+- Python code (loops, calls between Python functions) stops at once;
+- a blocking call in C (``time.sleep(60)``, a socket read without a timeout, a long
+  database query) is not interrupted: the exception arrives when the call returns. Give
+  such calls their own timeouts (``requests.get(..., timeout=5)``, ``statement_timeout``),
+  or sleep in short slices;
+- code that catches ``Exception`` broadly may swallow it. Whatever the task does then,
+  a run that outlived its deadline is recorded as failed with ``JobTimeout``, and the
+  task's retry strategy decides as for any failure.
+
+Only one run of a job ever executes at a time: the worker waits for the thread to stop
+rather than abandoning it, so a slow task keeps its concurrency slot until it returns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from types import TracebackType
+
+from django_retrytasks.exceptions import JobTimeout
+
+
+def _set_async_exception(thread_id: int, exception: type[BaseException] | None) -> None:
+    # NULL (None) clears an exception that was set but not delivered yet.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+    )
+
+
+class Deadline:
+    """Context manager: raise :class:`JobTimeout` in the current thread after ``seconds``.
+
+    ``expired`` tells afterwards whether the deadline passed while the block ran. A
+    pending exception that was not delivered before the block ended is cleared on exit,
+    so it never reaches the worker's own code.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._armed = False
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._thread_id = 0
+
+    def __enter__(self) -> Deadline:
+        if self.seconds is not None:
+            self._thread_id = threading.get_ident()
+            self._armed = True
+            self._timer = threading.Timer(self.seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._armed:
+                self.expired = True
+                _set_async_exception(self._thread_id, JobTimeout)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._timer is None:
+            return
+        with self._lock:
+            self._armed = False
+            self._timer.cancel()
+            if self.expired:
+                _set_async_exception(self._thread_id, None)
+
+    def error(self) -> JobTimeout:
+        """The error recorded for a run that outlived its deadline."""
+        return JobTimeout(f"the run took longer than the task's timeout of {self.seconds:g}s")
