@@ -308,7 +308,7 @@ def test_heartbeat_settings_are_checked(settings: Any) -> None:
     with pytest.raises(ValueError, match="max_consecutive_losses"):
         max_consecutive_losses_setting(0)
     settings.RETRYTASKS_HEARTBEAT_TIMEOUT = 1
-    with pytest.raises(ImproperlyConfigured, match="RETRYTASKS_HEARTBEAT_TIMEOUT .* longer"):
+    with pytest.raises(ImproperlyConfigured, match=r"RETRYTASKS_HEARTBEAT_TIMEOUT .* longer"):
         heartbeat_settings()
 
 
