@@ -93,22 +93,19 @@ def _number(name: str, value: Any, *, allow_none: bool, integer: bool, minimum: 
     return value
 
 
+def _seconds_setting(name: str, default: float) -> float:
+    seconds = _number(
+        name, getattr(django_settings, name, default), allow_none=False, integer=False, minimum=0
+    )
+    if not seconds > 0:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds > 0, got {seconds!r}")
+    return float(seconds)
+
+
 def get_settings() -> RetryTasksSettings:
     """Read and check the ``RETRYTASKS_*`` settings now."""
-    heartbeat_interval = _number(
-        "RETRYTASKS_HEARTBEAT_INTERVAL",
-        getattr(django_settings, "RETRYTASKS_HEARTBEAT_INTERVAL", 10.0),
-        allow_none=False,
-        integer=False,
-        minimum=0.01,
-    )
-    heartbeat_timeout = _number(
-        "RETRYTASKS_HEARTBEAT_TIMEOUT",
-        getattr(django_settings, "RETRYTASKS_HEARTBEAT_TIMEOUT", 60.0),
-        allow_none=False,
-        integer=False,
-        minimum=0.01,
-    )
+    heartbeat_interval = _seconds_setting("RETRYTASKS_HEARTBEAT_INTERVAL", 10.0)
+    heartbeat_timeout = _seconds_setting("RETRYTASKS_HEARTBEAT_TIMEOUT", 60.0)
     if heartbeat_timeout <= heartbeat_interval:
         raise ImproperlyConfigured(
             f"RETRYTASKS_HEARTBEAT_TIMEOUT ({heartbeat_timeout:g}s) must be longer than "
@@ -140,11 +137,11 @@ def get_settings() -> RetryTasksSettings:
             integer=True,
             minimum=0,
         ),
-        heartbeat_interval=float(heartbeat_interval),
-        heartbeat_timeout=float(heartbeat_timeout),
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_timeout=heartbeat_timeout,
         max_consecutive_losses=_number(
-            "RETRYTASKS_MAX_CONSECUTIVE_LOSSES",
-            getattr(django_settings, "RETRYTASKS_MAX_CONSECUTIVE_LOSSES", 3),
+            name := "RETRYTASKS_MAX_CONSECUTIVE_LOSSES",
+            getattr(django_settings, name, 3),
             allow_none=True,
             integer=True,
             minimum=1,
