@@ -1,0 +1,485 @@
+"""One database's bench session: ``python -m bench.session --config C --output O``.
+
+Runs in its own process with ``DATABASE_URL`` pointing at a fresh, migrated bench database
+(``bench.run`` creates and drops it). Jobs are deferred here through the public API; they are
+run by real ``manage.py runworker`` subprocesses. Every time comes from the database: the
+worker's stored ``started_at``/``finished_at`` of each run, the start time a timing task returns
+(stored as the job's ``return_value``), the defer time the caller puts in the job's kwargs, and
+the ``retry_at`` the worker stored in the first attempt.
+
+Rounds are the outer loop, so the figures of one round (and the floor beside them) are
+measured close together in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench.databases import ROOT, BenchError
+from bench.stats import percentile
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+sys.path.insert(0, str(ROOT))
+
+import django
+
+django.setup()
+
+from django.apps import apps  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.db.models import Count, Max, Min  # noqa: E402
+
+from bench.floor import Floor  # noqa: E402
+from django_retrytasks.models import Attempt, Job  # noqa: E402
+from django_retrytasks.models import Worker as WorkerRow  # noqa: E402
+from testproject.demo import bench_tasks  # noqa: E402
+
+SEED_CHUNK = 1000
+
+
+def log(message: str) -> None:
+    print(f"[{connection.vendor}] {message}", file=sys.stderr, flush=True)
+
+
+# --- the queue's tables -------------------------------------------------------------------
+
+
+def reset_queue() -> None:
+    """Empty the app's tables between measurements (harness cleanup, not a job state change)."""
+    tables = [
+        model._meta.db_table for model in apps.get_app_config("django_retrytasks").get_models()
+    ]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        else:
+            cursor.execute("PRAGMA foreign_keys = OFF")
+            for table in tables:
+                cursor.execute(f"DELETE FROM {table}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+
+
+def seed(task: Any, count: int, kwargs: dict[str, Any] | None = None) -> None:
+    """Queue ``count`` jobs of ``task`` through ``batch_defer`` (not timed)."""
+    for start in range(0, count, SEED_CHUNK):
+        task.batch_defer(*[kwargs or {}] * min(SEED_CHUNK, count - start))
+    if connection.vendor == "postgresql":
+        # Planner statistics as a long-lived queue table has them (autovacuum would, later).
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Job._meta.db_table}")
+
+
+def status_counts(task_name: str) -> dict[str, int]:
+    rows = Job.objects.filter(task_name=task_name).values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def require_all_succeeded(
+    task_name: str, count: int, workers: Sequence[WorkerProcess] = ()
+) -> None:
+    counts = status_counts(task_name)
+    if counts.get("succeeded", 0) != count:
+        raise BenchError(
+            f"expected {count} succeeded jobs of {task_name}, found {counts}"
+            + "".join(worker.tail() for worker in workers)
+        )
+
+
+def wait_until_succeeded(
+    task_name: str, count: int, *, timeout: float, worker: WorkerProcess
+) -> None:
+    """Poll until ``count`` jobs succeeded; fail at once when one ends otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = status_counts(task_name)
+        if counts.get("succeeded", 0) == count:
+            return
+        if counts.get("failed") or counts.get("cancelled") or time.monotonic() > deadline:
+            raise BenchError(
+                f"waiting for {count} jobs of {task_name} to succeed: {counts}" + worker.tail()
+            )
+        time.sleep(0.1)
+
+
+def run_span(task_name: str) -> tuple[float, int]:
+    """Seconds from the first run's start to the last run's end, and the number of runs."""
+    span = Attempt.objects.filter(job__task_name=task_name).aggregate(
+        first=Min("started_at"), last=Max("finished_at"), runs=Count("id")
+    )
+    seconds = (span["last"] - span["first"]).total_seconds()
+    if seconds <= 0:
+        raise BenchError(f"runs of {task_name} span {seconds} s; cannot compute a rate")
+    return seconds, span["runs"]
+
+
+# --- worker processes ---------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A real ``manage.py runworker`` subprocess against the bench database."""
+
+    def __init__(self, *options: str) -> None:
+        self.command = [sys.executable, str(ROOT / "manage.py"), "runworker", "-v0", *options]
+        # Kept open for the life of the process; read back only if the worker fails.
+        self.output = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+        )
+
+    def tail(self) -> str:
+        """The end of the worker's output, for error messages ('' when it said nothing)."""
+        self.output.seek(0)
+        text = self.output.read()[-2000:]
+        return f"\n{' '.join(self.command[2:])} said:\n{text}" if text.strip() else ""
+
+    def _failure(self, reason: str) -> BenchError:
+        return BenchError(f"{' '.join(self.command[2:])} {reason}" + self.tail())
+
+    def wait(self, timeout: float) -> float:
+        """Wait for a burst worker to exit; return its wall time from launch to exit."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise self._failure(f"did not finish within {timeout:g} s") from None
+        elapsed = time.perf_counter() - self.started
+        if code != 0:
+            raise self._failure(f"exited with {code}")
+        return elapsed
+
+    def stop(self) -> None:
+        """Graceful stop of a long-running worker (SIGTERM), then a kill if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def memory_kib(self) -> tuple[int, int] | None:
+        """(VmRSS, VmHWM) in KiB from /proc, or None once the process is gone."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        values = {}
+        for line in status.splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0])
+        if "VmRSS" not in values:
+            return None  # a zombie: exited, not yet reaped
+        return values["VmRSS"], values.get("VmHWM", values["VmRSS"])
+
+
+def idle_worker() -> WorkerProcess:
+    """Start a non-burst worker with default options and return once it waits for work."""
+    worker = WorkerProcess()
+    deadline = time.monotonic() + 60
+    while not WorkerRow.objects.exists():
+        if worker.process.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            raise worker._failure("did not register as a worker")
+        time.sleep(0.05)
+    time.sleep(1.0)  # let it finish start-up and settle into its idle wait
+    return worker
+
+
+# --- workloads ----------------------------------------------------------------------------
+# Each returns {figure id: value} for one round, plus extras under "extra:<name>".
+
+
+def workload_defer(config: dict[str, Any]) -> dict[str, float]:
+    count = config["defer_jobs"]
+    reset_queue()
+    started = time.perf_counter()
+    for _ in range(count):
+        bench_tasks.nothing.defer()
+    one_per_call = count / (time.perf_counter() - started)
+    reset_queue()
+    batches, size = config["batch_rounds"], config["batch_size"]
+    started = time.perf_counter()
+    for _ in range(batches):
+        bench_tasks.nothing.batch_defer(*[{}] * size)
+    batched = batches * size / (time.perf_counter() - started)
+    return {"defer_one": one_per_call, "defer_batch": batched}
+
+
+def workload_drain(config: dict[str, Any], *, concurrency: int, processes: int) -> dict[str, float]:
+    """Jobs/s over the runs' span (first start to last finish, as the worker stored them),
+    plus jobs/s over the worker processes' wall time (Django start-up included)."""
+    count = config["jobs"]
+    figure = f"drain_c{concurrency}" if processes == 1 else f"drain_{processes}p"
+    reset_queue()
+    seed(bench_tasks.nothing, count)
+    workers = [
+        WorkerProcess("--burst", "--concurrency", str(concurrency)) for _ in range(processes)
+    ]
+    try:
+        wall = max(worker.wait(timeout=60 + count / 10) for worker in workers)
+    finally:
+        for worker in workers:
+            worker.kill()
+    require_all_succeeded(bench_tasks.nothing.name, count, workers)
+    seconds, runs = run_span(bench_tasks.nothing.name)
+    if runs != count:
+        raise BenchError(f"{count} jobs took {runs} runs; expected one run each")
+    return {figure: count / seconds, f"extra:{figure}_whole_process": count / wall}
+
+
+def workload_retry(config: dict[str, Any]) -> dict[str, float]:
+    count = config["retry_jobs"]
+    task = bench_tasks.fail_twice
+    reset_queue()
+    seed(task, count)
+    worker = WorkerProcess("--burst")
+    try:
+        worker.wait(timeout=60 + count / 5)
+    finally:
+        worker.kill()
+    require_all_succeeded(task.name, count, [worker])
+    seconds, runs = run_span(task.name)
+    if runs != 3 * count:
+        raise BenchError(f"{count} fail-fail-succeed jobs took {runs} runs; expected {3 * count}")
+    return {"retry_runs": runs / seconds, "extra:retry_jobs_per_s": count / seconds}
+
+
+def run_on_idle_worker(task: Any, count: int, spacing: float) -> None:
+    """Defer ``count`` jobs ``spacing`` seconds apart to an idle worker; wait until all succeed.
+
+    Each job carries the caller's clock read just before its ``defer()`` call.
+    """
+    reset_queue()
+    worker = idle_worker()
+    try:
+        next_at = time.time()
+        for _ in range(count):
+            pause = next_at - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            task.defer(deferred_at=time.time())
+            next_at += spacing
+        wait_until_succeeded(task.name, count, timeout=30, worker=worker)
+    finally:
+        worker.stop()
+
+
+def workload_pickup(config: dict[str, Any]) -> dict[str, float]:
+    count, spacing = config["pickup_jobs"], config["pickup_spacing"]
+    task = bench_tasks.report_start
+    run_on_idle_worker(task, count, spacing)
+    latencies = [
+        (started - kwargs["deferred_at"]) * 1000
+        for kwargs, started in Job.objects.filter(task_name=task.name).values_list(
+            "task_kwargs", "return_value"
+        )
+    ]
+    return {
+        "pickup_p50": percentile(latencies, 0.50),
+        "pickup_p95": percentile(latencies, 0.95),
+        "pickup_p99": percentile(latencies, 0.99),
+        "extra:pickup_max": max(latencies),
+    }
+
+
+def workload_punctuality(config: dict[str, Any]) -> dict[str, float]:
+    count, spacing = config["punctuality_jobs"], config["punctuality_spacing"]
+    task = bench_tasks.fail_once_wait_two
+    run_on_idle_worker(task, count, spacing)
+    due = dict(
+        Attempt.objects.filter(job__task_name=task.name, number=1).values_list("job_id", "retry_at")
+    )
+    second_starts = dict(Job.objects.filter(task_name=task.name).values_list("id", "return_value"))
+    lateness = []
+    for job_id, retry_at in due.items():
+        second_start = second_starts.get(job_id)
+        if retry_at is None or second_start is None:
+            raise BenchError(f"job {job_id}: no retry_at on its first attempt or no second start")
+        lateness.append((second_start - retry_at.timestamp()) * 1000)
+    if len(lateness) != count:
+        raise BenchError(f"expected {count} first attempts, found {len(lateness)}")
+    return {
+        "retry_late_p50": percentile(lateness, 0.50),
+        "retry_late_p95": percentile(lateness, 0.95),
+        "extra:retry_late_min": min(lateness),
+        "extra:retry_late_max": max(lateness),
+    }
+
+
+def workload_memory(config: dict[str, Any]) -> dict[str, float]:
+    count = config["memory_jobs"]
+    reset_queue()
+    seed(bench_tasks.nothing, count)
+    worker = WorkerProcess("--burst")
+    samples: list[tuple[float, int]] = []
+    high_water = 0
+    try:
+        deadline = time.monotonic() + 120 + count / 10
+        while worker.process.poll() is None:
+            reading = worker.memory_kib()
+            if reading is not None:
+                samples.append((time.perf_counter(), reading[0]))
+                high_water = max(high_water, reading[1])
+            if time.monotonic() > deadline:
+                raise worker._failure("did not finish in time")
+            time.sleep(config["memory_sample_interval"])
+        worker.wait(timeout=10)
+    finally:
+        worker.kill()
+    require_all_succeeded(bench_tasks.nothing.name, count, [worker])
+    seconds, _ = run_span(bench_tasks.nothing.name)
+    if len(samples) < 10:
+        raise BenchError(f"only {len(samples)} RSS samples; the drain was too short to judge")
+    # Growth: the RSS at the end against the RSS once the first tenth of the run is over
+    # (start-up and the first claims have allocated what they need by then).
+    tenth = len(samples) // 10
+    after_warm_up = sorted(rss for _, rss in samples[tenth : 2 * tenth])
+    at_end = sorted(rss for _, rss in samples[-tenth:])
+    peak = max(high_water, *(rss for _, rss in samples))
+    return {
+        "memory_peak": peak / 1024,
+        "memory_growth": (at_end[len(at_end) // 2] - after_warm_up[len(after_warm_up) // 2]) / 1024,
+        "extra:memory_drain_jobs_per_s": count / seconds,
+        "extra:memory_samples": len(samples),
+    }
+
+
+def workload_floor(config: dict[str, Any], settings: dict[str, Any]) -> dict[str, float]:
+    floor = Floor(connection.settings_dict, connection.vendor, settings.get("synchronous", ""))
+    try:
+        count = config["floor_jobs"]
+        return {
+            "floor_insert": floor.insert_one_per_transaction(count),
+            "floor_1tx": floor.claim_and_complete(count, per_transaction=1),
+            "floor_10tx": floor.claim_and_complete(count, per_transaction=10),
+        }
+    finally:
+        floor.close()
+
+
+# --- what was measured on -----------------------------------------------------------------
+
+
+def database_settings() -> dict[str, Any]:
+    """Server version and the settings that decide write speed, as the database reports them."""
+    settings_dict = connection.settings_dict
+    info: dict[str, Any] = {
+        "vendor": connection.vendor,
+        "CONN_MAX_AGE": settings_dict.get("CONN_MAX_AGE"),
+        "OPTIONS": {key: str(value) for key, value in settings_dict.get("OPTIONS", {}).items()},
+    }
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SHOW server_version")
+            info["version"] = cursor.fetchone()[0]
+            for name in (
+                "shared_buffers",
+                "synchronous_commit",
+                "fsync",
+                "wal_level",
+                "max_connections",
+            ):
+                cursor.execute(f"SHOW {name}")
+                info[name] = cursor.fetchone()[0]
+            import psycopg
+
+            info["driver"] = f"psycopg {psycopg.__version__}"
+        else:
+            import sqlite3
+
+            info["version"] = sqlite3.sqlite_version
+            for name in ("journal_mode", "synchronous", "busy_timeout"):
+                cursor.execute(f"PRAGMA {name}")
+                info[name] = str(cursor.fetchone()[0])
+            info["driver"] = f"sqlite3 (Python {platform.python_version()})"
+    return info
+
+
+#: The steps of each workload; a step's figures start with its name.
+WORKLOADS: dict[str, dict[str, Callable[..., dict[str, float]]]] = {
+    "floor": {"floor": workload_floor},
+    "defer": {"defer": workload_defer},
+    "drain": {
+        "drain_c1": partial(workload_drain, concurrency=1, processes=1),
+        "drain_c4": partial(workload_drain, concurrency=4, processes=1),
+        "drain_2p": partial(workload_drain, concurrency=1, processes=2),
+    },
+    "retry": {"retry": workload_retry},
+    "pickup": {"pickup": workload_pickup},
+    "punctuality": {"punctuality": workload_punctuality},
+    "memory": {"memory": workload_memory},
+}
+
+
+def run_session(config: dict[str, Any]) -> dict[str, Any]:
+    settings = database_settings()
+    rounds: dict[str, list[float]] = {}
+    errors: dict[str, str] = {}
+    for round_number in range(1, config["rounds"] + 1):
+        for workload in config["workloads"]:
+            if workload == "memory" and round_number > config["memory_rounds"]:
+                continue
+            for step, function in WORKLOADS[workload].items():
+                if step in errors:
+                    continue  # a step that failed once is not tried again in later rounds
+                started = time.perf_counter()
+                try:
+                    arguments = (config, settings) if step == "floor" else (config,)
+                    figures = function(*arguments)
+                except Exception as error:
+                    errors[step] = f"{type(error).__name__}: {error}"
+                    log(f"{step} round {round_number} FAILED: {errors[step]}")
+                    if not isinstance(error, BenchError):
+                        traceback.print_exc()
+                    continue
+                for figure, value in figures.items():
+                    rounds.setdefault(figure, []).append(value)
+                shown = ", ".join(
+                    f"{figure} {value:.1f}"
+                    for figure, value in figures.items()
+                    if ":" not in figure
+                )
+                log(
+                    f"{step} round {round_number}/{config['rounds']} "
+                    f"({time.perf_counter() - started:.0f} s): {shown}"
+                )
+    reset_queue()
+    return {"settings": settings, "rounds": rounds, "errors": errors}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, help="JSON file of the run's options")
+    parser.add_argument("--output", required=True, help="where to write this session's JSON")
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text())
+    result = run_session(config)
+    Path(args.output).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
