@@ -118,8 +118,14 @@ class RetryTask(Task):
             object.__setattr__(self, "retry", strategy)
         # Zero-argument super() does not work in slotted dataclasses before Python 3.14.
         Task.__post_init__(self)
+        # using() copies keep the first definition; a redefinition (another function, or
+        # dataclasses.replace(task, retry=...) on Django 6.0) takes its place.
         known = _tasks_by_path.get(self.module_path)
-        if known is None or known.func is not self.func:
+        if (
+            known is None
+            or known.func is not self.func
+            or getattr(known, "retry", None) != self.retry
+        ):
             _tasks_by_path[self.module_path] = self
 
     @property
@@ -169,7 +175,9 @@ class RetryTasksBackend(BaseTaskBackend):
     ) -> TaskResult[Any, Any]:
         """Store a job (joining the caller's transaction) and return its READY result."""
         self.validate_task(task)
-        arguments = check_json({"args": normalize_json(list(args)), "kwargs": normalize_json(kwargs)})
+        arguments = check_json(
+            {"args": normalize_json(list(args)), "kwargs": normalize_json(kwargs)}
+        )
         spec = JobSpec(
             task_name=task.module_path,
             task_kwargs=arguments,
@@ -214,9 +222,7 @@ class RetryTasksBackend(BaseTaskBackend):
         """Return the current state of a job enqueued through this backend."""
         job_id = _job_id(result_id)
         job = (
-            Job.objects.select_related("worker")
-            .filter(pk=job_id, backend=self.alias)
-            .first()
+            Job.objects.select_related("worker").filter(pk=job_id, backend=self.alias).first()
             if job_id is not None
             else None
         )
@@ -227,9 +233,9 @@ class RetryTasksBackend(BaseTaskBackend):
         return self._result_of(job, services.DEFAULT_DB)
 
     async def aget_result(self, result_id: str) -> TaskResult[Any, Any]:
-        result: TaskResult[Any, Any] = await sync_to_async(
-            self.get_result, thread_sensitive=True
-        )(result_id)
+        result: TaskResult[Any, Any] = await sync_to_async(self.get_result, thread_sensitive=True)(
+            result_id
+        )
         return result
 
     def _result_of(self, job: Job, using: str) -> TaskResult[Any, Any]:

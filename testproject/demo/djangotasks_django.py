@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from django.tasks import TaskContext, task
@@ -111,3 +112,13 @@ def snoozes_once(context: TaskContext[Any, Any]) -> int:
         calls.append("snoozed")
         raise Snooze(seconds=30)
     return context.attempt
+
+
+def retried_once_the_django_6_0_way() -> None:
+    raise RuntimeError("Django 6.0's @task takes no retry=: dataclasses.replace sets it")
+
+
+retried_once_the_django_6_0_way = replace(  # type: ignore[assignment]
+    task(retried_once_the_django_6_0_way),
+    retry=1,  # type: ignore[call-arg]
+)

@@ -1,12 +1,12 @@
 """Tasks that the djangotasks tests and tools drive.
 
-They are ``django.tasks`` tasks (Django 6.0+), defined in :mod:`djangotasks_django`; on
-older Django there is nothing to define.
+They are ``django.tasks`` tasks defined in :mod:`djangotasks_django` with ``@task(retry=...)``,
+which needs Django 6.1; on older Django there is nothing to define.
 """
 
 from __future__ import annotations
 
-from importlib.util import find_spec
+import django
 
-if find_spec("django.tasks") is not None:
+if django.VERSION >= (6, 1):
     from testproject.demo import djangotasks_django  # noqa: F401
