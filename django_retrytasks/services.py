@@ -402,6 +402,7 @@ def record_failure(
     decision_text: str = "",
     counts: bool = True,
     snoozed: bool = False,
+    final_status: str = JobStatus.FAILED,
     using: str = DEFAULT_DB,
     also_set: dict[str, Any] | None = None,
 ) -> FailureResult | None:
@@ -410,8 +411,10 @@ def record_failure(
     With a decision the job goes back to ``todo`` at the retry time with the decision's
     priority, queue and lock; without one it ends ``failed``. ``counts=False`` (an
     interrupted run) puts the job back without using up an attempt; ``snoozed=True`` also
-    counts the run in ``Job.snoozes``. ``also_set`` names further fields to write (see
-    :func:`record_lost`). Returns ``None`` when the job was no longer running for this claim.
+    counts the run in ``Job.snoozes``; ``final_status`` is the status of a job not retried
+    (``aborted`` for a run stopped at an operator's request). ``also_set`` names further
+    fields to write (see :func:`record_lost`). Returns ``None`` when the job was no longer
+    running for this claim.
     """
     record = claim.record
     clamped = False
@@ -435,7 +438,7 @@ def record_failure(
         if clamped:
             decision_text += f" (too far ahead: scheduled at {retry.LATEST_RETRY_AT.isoformat()})"
     else:
-        changes["status"] = JobStatus.FAILED
+        changes["status"] = final_status
     changes.update(also_set or {})
     notes = list(report.notes)
     for clear_queueing_lock in (False, True):
@@ -550,13 +553,25 @@ def retry_now(
     return report
 
 
-def cancel(
-    job_ids: Iterable[int], *, now: datetime | None = None, using: str = DEFAULT_DB
+def _act_on_jobs(
+    job_ids: Iterable[int],
+    *,
+    eligible: Sequence[str],
+    apply: Callable[[Any], object],
+    not_eligible: str,
+    log_action: str,
+    log_text: str,
+    using: str,
 ) -> ActionReport:
-    """Cancel waiting jobs; jobs in any other state are skipped."""
-    now = now or timezone.now()
+    """Apply ``apply`` to the jobs among ``job_ids`` whose status is in ``eligible``, in one transaction.
+
+    The rows are locked first, so a job cannot change state between the check and the
+    change. Every other id is reported as skipped, with ``not_eligible`` (formatted with
+    the job's ``status``) as the reason. Each job changed is logged (``log_text`` formatted
+    with its id, ``log_action`` as the record's ``action``).
+    """
     report = ActionReport()
-    ids = list(job_ids)
+    ids = list(dict.fromkeys(job_ids))
     with write_transaction(using):
         found = {
             job.pk: job
@@ -565,22 +580,68 @@ def cancel(
             .filter(pk__in=ids)
             .only("id", "status", "task_name", "queue", "attempts")
         }
-        statuses = {job_id: job.status for job_id, job in found.items()}
-        waiting = [job_id for job_id in ids if statuses.get(job_id) == JobStatus.TODO]
-        Job.objects.using(using).filter(pk__in=waiting, status=JobStatus.TODO).update(
-            status=JobStatus.CANCELLED, finished_at=now
-        )
-    report.done = waiting
-    for job_id in waiting:
-        logger.info(
-            "Job %s cancelled", job_id, extra=log_fields(found[job_id], action="job_cancelled")
-        )
+        report.done = [job_id for job_id in ids if job_id in found and found[job_id].status in eligible]
+        apply(Job.objects.using(using).filter(pk__in=report.done, status__in=eligible))
+    for job_id in report.done:
+        logger.info(log_text, job_id, extra=log_fields(found[job_id], action=log_action))
     for job_id in ids:
-        if job_id not in statuses:
+        if job_id not in found:
             report.skipped[job_id] = "no such job"
-        elif job_id not in waiting:
-            report.skipped[job_id] = f"it is {statuses[job_id]}, not waiting"
+        elif job_id not in report.done:
+            report.skipped[job_id] = not_eligible.format(status=found[job_id].status)
     return report
+
+
+def cancel(
+    job_ids: Iterable[int], *, now: datetime | None = None, using: str = DEFAULT_DB
+) -> ActionReport:
+    """Cancel waiting jobs; jobs in any other state are skipped."""
+    moment = now or timezone.now()
+    return _act_on_jobs(
+        job_ids,
+        eligible=jobs.Status.WAITING,
+        apply=lambda waiting: waiting.update(status=JobStatus.CANCELLED, finished_at=moment),
+        not_eligible="it is {status}, not waiting",
+        log_action="job_cancelled",
+        log_text="Job %s cancelled",
+        using=using,
+    )
+
+
+def request_abort(job_ids: Iterable[int], *, using: str = DEFAULT_DB) -> ActionReport:
+    """Ask running jobs to stop: the task sees it through ``JobContext.should_abort()``.
+
+    Only a flag is set: the run goes on until the task gives up, and a run that raises
+    after the request ends ``aborted`` instead of being retried. Jobs that are not
+    running are skipped (a waiting job is cancelled, not aborted).
+    """
+    return _act_on_jobs(
+        job_ids,
+        eligible=(JobStatus.DOING,),
+        apply=lambda running: running.update(abort_requested=True),
+        not_eligible="it is {status}, not running",
+        log_action="job_abort_requested",
+        log_text="Job %s asked to abort",
+        using=using,
+    )
+
+
+def abort_requested(job_id: int, *, using: str = DEFAULT_DB) -> bool:
+    """Whether an operator asked the running job ``job_id`` to stop (one read by primary key)."""
+    return Job.objects.using(using).filter(pk=job_id, abort_requested=True).exists()
+
+
+def delete_finished(job_ids: Iterable[int], *, using: str = DEFAULT_DB) -> ActionReport:
+    """Delete finished jobs with their attempt history; waiting and running jobs are skipped."""
+    return _act_on_jobs(
+        job_ids,
+        eligible=jobs.Status.FINISHED,
+        apply=lambda finished: finished.delete(),
+        not_eligible="it is {status}, not finished",
+        log_action="job_deleted",
+        log_text="Job %s deleted",
+        using=using,
+    )
 
 
 # --- retention -----------------------------------------------------------------------------

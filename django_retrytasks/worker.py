@@ -7,6 +7,7 @@ each in its own short transaction; a task never runs inside one of ours.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import math
@@ -453,7 +454,14 @@ class Worker:
         try:
             with deadline:
                 if task.pass_context:
-                    context = JobContext(job=record, task=task, worker_name=self.name)
+                    context = JobContext(
+                        job=record,
+                        task=task,
+                        worker_name=self.name,
+                        should_abort=functools.partial(
+                            services.abort_requested, record.id, using=self.using
+                        ),
+                    )
                     result = task.func(context, **record.task_kwargs)
                 else:
                     result = task.func(**record.task_kwargs)
@@ -513,7 +521,30 @@ class Worker:
             error_message=str(error),
             traceback=traceback.format_exc(),
         )
+        if services.abort_requested(claim.record.id, using=self.using):
+            return self._record_aborted(claim, report)
         return self._judge_failure(claim, report, error, now=finished_at, task=task)
+
+    def _record_aborted(
+        self, claim: services.Claim, report: services.RunReport
+    ) -> services.FailureResult | None:
+        """A run that raised after an operator asked it to stop ends ``aborted``, not retried."""
+        report.outcome = Outcome.ABORTED
+        result = services.record_failure(
+            claim,
+            report,
+            None,
+            now=report.finished_at,
+            decision_text="not retried: aborted at an operator's request",
+            final_status=JobStatus.ABORTED,
+            using=self.using,
+        )
+        logger.warning(
+            "Job %s aborted at an operator's request",
+            claim.record.id,
+            extra={**self._log_extra(claim), "action": "job_aborted"},
+        )
+        return result
 
     def fail_without_running(self, claim: services.Claim, error: Exception, *, reason: str) -> None:
         """End a job whose task cannot run at all (unknown task): ``failed``, never retried."""
