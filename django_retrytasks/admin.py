@@ -397,7 +397,7 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="last error")
     def latest_error(self, job: Job) -> str:
         error_type = getattr(job, "latest_error_type", None) or ""
-        head = first_line(getattr(job, "latest_error_head", None) or "", 100)
+        head = first_line(getattr(job, "latest_error_head", None) or "", 72)
         if not error_type and not head:
             return EMPTY
         return format_html('<span class="rt-error"><strong>{}</strong> {}</span>', error_type, head)
