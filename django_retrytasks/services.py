@@ -580,7 +580,9 @@ def _act_on_jobs(
             .filter(pk__in=ids)
             .only("id", "status", "task_name", "queue", "attempts")
         }
-        report.done = [job_id for job_id in ids if job_id in found and found[job_id].status in eligible]
+        report.done = [
+            job_id for job_id in ids if job_id in found and found[job_id].status in eligible
+        ]
         apply(Job.objects.using(using).filter(pk__in=report.done, status__in=eligible))
     for job_id in report.done:
         logger.info(log_text, job_id, extra=log_fields(found[job_id], action=log_action))
