@@ -224,15 +224,31 @@ def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[s
         params.extend(queues)
     # A job whose lock is held by a running job, or by a job deferred before it that is
     # still waiting (even one scheduled for later), must wait its turn.
+    # Two lookups of the partial index on (lock, id), whose condition each repeats so that
+    # SQLite sees it applies; one OR-ed subquery made SQLite scan every waiting job.
     lock_filter = f"""
-        AND (j.lock IS NULL OR NOT EXISTS (
-            SELECT 1 FROM {table} o
-            WHERE o.lock = j.lock
-              AND (o.status = 'doing' OR (o.status = 'todo' AND o.id < j.id))
+        AND (j.lock IS NULL OR (
+            NOT EXISTS (
+                SELECT 1 FROM {table} o
+                WHERE o.lock = j.lock AND o.status = 'doing'
+                  AND o.status IN ('todo', 'doing') AND o.lock IS NOT NULL
+            )
+            AND NOT EXISTS (
+                SELECT 1 FROM {table} o
+                WHERE o.lock = j.lock AND o.status = 'todo' AND o.id < j.id
+                  AND o.status IN ('todo', 'doing') AND o.lock IS NOT NULL
+            )
         ))"""
     skip_locked = "FOR UPDATE OF j SKIP LOCKED" if vendor == "postgresql" else ""
+    index_hint = ""
+    if vendor == "sqlite" and (not queues or len(queues) == 1):
+        # Without statistics SQLite would sort every waiting job for each claim: walk the
+        # partial index that is already in claiming order instead.
+        index_hint = "INDEXED BY " + (
+            "retrytasks_todo_queue_idx" if queues else "retrytasks_todo_idx"
+        )
     select = f"""
-        SELECT j.id FROM {table} j
+        SELECT j.id FROM {table} j {index_hint}
         WHERE j.status = 'todo'
           AND (j.scheduled_at IS NULL OR j.scheduled_at <= %s)
           {queue_filter}
@@ -273,9 +289,16 @@ def claim_jobs(
     moment = connection.ops.adapt_datetimefield_value(now)
     params = [moment, worker_id, moment, *filter_params, limit]
     json_field = Job._meta.get_field("task_kwargs")
-    with write_transaction(using), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows: list[tuple[Any, ...]] = []
+    for attempt in range(CLAIM_TRIES):
+        try:
+            rows = _fetch_all(connection, sql, params)
+            break
+        except IntegrityError:
+            # Two claims raced for the first job of a lock group (ids committed out of
+            # order): the unique index on running locks refused ours. Claim again.
+            if attempt == CLAIM_TRIES - 1:
+                raise
     claims = []
     for values in sorted(rows, key=lambda row: (-row[5], row[0])):
         row = dict(zip(_CLAIM_COLUMNS, values, strict=True))
@@ -293,6 +316,20 @@ def claim_jobs(
     return claims
 
 
+CLAIM_TRIES = 3
+
+
+def _fetch_all(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run one statement in autocommit (one round trip), or in a savepoint inside a transaction."""
+    if connection.in_atomic_block:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
 def _to_datetime(value: Any, connection: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         if isinstance(value, datetime) and timezone.is_naive(value):
@@ -305,13 +342,17 @@ def _to_datetime(value: Any, connection: Any) -> datetime | None:
     return converted
 
 
-def next_due_at(*, queues: Sequence[str] | None = None, using: str = DEFAULT_DB) -> datetime | None:
-    """Return the earliest ``scheduled_at`` among waiting jobs (a NULL counts as the epoch)."""
-    waiting = Job.objects.using(using).filter(status=JobStatus.TODO)
+def next_due_at(
+    *, after: datetime, queues: Sequence[str] | None = None, using: str = DEFAULT_DB
+) -> datetime | None:
+    """Return the earliest ``scheduled_at`` later than ``after`` among waiting jobs.
+
+    Jobs due already are left out: a worker asks right after claiming all it could, so
+    those are waiting for a lock (and their holder's end wakes the worker), not for time.
+    """
+    waiting = Job.objects.using(using).filter(status=JobStatus.TODO, scheduled_at__gt=after)
     if queues:
         waiting = waiting.filter(queue__in=queues)
-    if waiting.filter(scheduled_at__isnull=True).exists():
-        return datetime.min.replace(tzinfo=UTC)
     earliest: datetime | None = waiting.aggregate(earliest=Min("scheduled_at"))["earliest"]
     return earliest
 
@@ -363,24 +404,220 @@ def _attempt(claim: Claim, report: RunReport, number: int, **extra: Any) -> Atte
 
 
 def record_success(claim: Claim, report: RunReport, *, using: str = DEFAULT_DB) -> bool:
-    """Record a run that returned: the job ends ``succeeded``. False if the outcome was fenced off."""
-    try:
-        with write_transaction(using):
-            number = _attempt_number(claim, using)
-            _attempt(claim, report, number, decision="; ".join(report.notes)).save(using=using)
-            updated = _fenced(claim, using).update(
-                status=JobStatus.SUCCEEDED,
-                attempts=claim.record.attempts + 1,
-                finished_at=report.finished_at,
-                consecutive_losses=0,
-                return_value=report.return_value,
+    """Record a run that returned: the job ends ``succeeded``. False if the outcome was fenced off.
+
+    The hot path of every worker. Outside a transaction, runner threads that finish at
+    the same time share one statement (a group commit: the first records the others'
+    successes with its own), since each commit costs a disk flush; each caller still
+    returns only once its own outcome is stored.
+    """
+    if connections[using].in_atomic_block:
+        return record_successes([(claim, report)], using=using)[0]
+    return _success_groups[using].submit(claim, report)
+
+
+def record_successes(
+    finished: Sequence[tuple[Claim, RunReport]], *, using: str = DEFAULT_DB
+) -> list[bool]:
+    """Record runs that returned in one transaction; for each, False if it was fenced off.
+
+    Fenced: a job is only marked ``succeeded`` (and its attempt row only written) while it
+    is still ``doing`` for the same claim, so the outcome of a run whose job was recovered
+    meanwhile never overwrites what the recovery wrote. One statement on PostgreSQL.
+    """
+    if not finished:
+        return []
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    job_table = quote(Job._meta.db_table)
+    attempt_table = quote(Attempt._meta.db_table)
+    rows = [_success_row(claim, report, connection) for claim, report in finished]
+    attempt_columns = _attempt_columns()
+    insert_columns = ", ".join(quote(column) for column, _ in attempt_columns)
+    insert_values = ", ".join(expression for _, expression in attempt_columns)
+    update_sql = (
+        f"UPDATE {job_table} SET status = 'succeeded', attempts = f.attempts, "
+        "finished_at = f.finished_at, consecutive_losses = 0, return_value = f.return_value "
+        "FROM {rows} WHERE {job}.id = f.id AND {job}.status = 'doing' "
+        "AND {job}.started_at = f.started_at"
+    ).replace("{job}", job_table)
+    recorded: set[int] = set()
+    if connection.vendor == "postgresql":
+        casts = _success_casts(connection)
+        row_sql = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"
+        sql = (
+            f"WITH f ({', '.join(_SUCCESS_FIELDS)}) AS (VALUES {', '.join([row_sql] * len(rows))}), "
+            f"done AS ({update_sql.replace('{rows}', 'f')} RETURNING {job_table}.id) "
+            f"INSERT INTO {attempt_table} ({insert_columns}) "
+            f"SELECT {insert_values} FROM f JOIN done ON done.id = f.id RETURNING job_id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [value for row in rows for value in row])
+            recorded.update(job_id for (job_id,) in cursor.fetchall())
+    else:
+        one_row = "(SELECT " + ", ".join(f"%s AS {name}" for name in _SUCCESS_FIELDS) + ") AS f"
+        with write_transaction(using), connection.cursor() as cursor:
+            for row in rows:
+                cursor.execute(update_sql.replace("{rows}", one_row), row)
+                if cursor.rowcount == 1:
+                    cursor.execute(
+                        f"INSERT INTO {attempt_table} ({insert_columns}) "
+                        f"SELECT {insert_values} FROM {one_row}",
+                        row,
+                    )
+                    recorded.add(row[0])
+    results = []
+    for claim, _ in finished:
+        results.append(claim.record.id in recorded)
+        if claim.record.id not in recorded:
+            _log_discarded(claim)
+    return results
+
+
+#: The values one success carries into SQL, in order.
+_SUCCESS_FIELDS = (
+    "id",
+    "started_at",
+    "attempts",
+    "finished_at",
+    "return_value",
+    "worker_name",
+    "decision",
+)
+
+
+def _success_row(claim: Claim, report: RunReport, connection: Any) -> list[Any]:
+    return_value = Job._meta.get_field("return_value").get_db_prep_save(
+        report.return_value, connection
+    )
+    return [
+        claim.record.id,
+        connection.ops.adapt_datetimefield_value(claim.started_at),
+        claim.record.attempts + 1,
+        connection.ops.adapt_datetimefield_value(report.finished_at),
+        return_value,
+        report.worker_name,
+        "; ".join(report.notes),
+    ]
+
+
+def _success_casts(connection: Any) -> list[str | None]:
+    job_fields = Job._meta
+    attempt_fields = Attempt._meta
+    return [
+        job_fields.pk.cast_db_type(connection),
+        job_fields.get_field("started_at").cast_db_type(connection),
+        "integer",
+        job_fields.get_field("finished_at").cast_db_type(connection),
+        job_fields.get_field("return_value").cast_db_type(connection),
+        attempt_fields.get_field("worker_name").cast_db_type(connection),
+        "text",
+    ]
+
+
+def _attempt_columns() -> list[tuple[str, str]]:  # column, expression
+    """(column, SQL expression over the success row ``f``) for every column of an attempt.
+
+    Built from the model, so a column added to :class:`Attempt` gets its default here.
+    """
+    attempt_table = Attempt._meta.db_table
+    taken = {
+        "job": "f.id",
+        "number": f"(SELECT COUNT(*) + 1 FROM {attempt_table} a WHERE a.job_id = f.id)",
+        "started_at": "f.started_at",
+        "finished_at": "f.finished_at",
+        "outcome": "'succeeded'",
+        "worker_name": "f.worker_name",
+        "decision": "f.decision",
+    }
+    columns = []
+    for model_field in Attempt._meta.local_concrete_fields:
+        if model_field.primary_key:
+            continue
+        expression = taken.get(model_field.name)
+        if expression is None:
+            default = model_field.get_default()
+            if default is None:
+                expression = "NULL"
+            elif isinstance(default, str):
+                expression = "'" + default.replace("'", "''") + "'"
+            elif isinstance(default, bool | int | float):
+                expression = str(int(default) if isinstance(default, bool) else default)
+            else:
+                raise TypeError(f"no SQL literal for the default of Attempt.{model_field.name}")
+        columns.append((str(model_field.column), expression))
+    return columns
+
+
+class _SuccessGroup:
+    """Group commit of successes from the runner threads of one process, per database.
+
+    The first thread to arrive records every success waiting at that moment in one
+    statement; threads arriving meanwhile wait, and the first of them leads the next round.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self._lock = threading.Lock()
+        self._waiting: list[_PendingSuccess] = []
+        self._leading = False
+
+    def submit(self, claim: Claim, report: RunReport) -> bool:
+        pending = _PendingSuccess(claim, report)
+        with self._lock:
+            self._waiting.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            pending.settled.wait()  # recorded by a leader, or made the next leader
+        if not pending.done:
+            self._record_round()
+        return pending.result()
+
+    def _record_round(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        outcomes: list[bool | BaseException]
+        try:
+            outcomes = list(
+                record_successes([(item.claim, item.report) for item in batch], using=self.using)
             )
-            if not updated:
-                raise OutcomeDiscarded
-    except OutcomeDiscarded:
-        _log_discarded(claim)
-        return False
-    return True
+        except Exception as error:
+            outcomes = [error] * len(batch)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            item.outcome = outcome
+            item.done = True
+        with self._lock:
+            successor = self._waiting[0] if self._waiting else None
+            if successor is None:
+                self._leading = False
+        for item in batch:
+            item.settled.set()
+        if successor is not None:
+            successor.settled.set()
+
+
+@dataclass(eq=False)
+class _PendingSuccess:
+    claim: Claim
+    report: RunReport
+    settled: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    outcome: bool | BaseException = False
+
+    def result(self) -> bool:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+class _SuccessGroups(dict[str, _SuccessGroup]):
+    def __missing__(self, using: str) -> _SuccessGroup:
+        with _wake_lock:
+            return self.setdefault(using, _SuccessGroup(using))
+
+
+_success_groups = _SuccessGroups()
 
 
 @dataclass(frozen=True)

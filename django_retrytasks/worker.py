@@ -27,7 +27,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
-from django_retrytasks import conf, heartbeat, outages, retry, services, signals, tasks
+from django_retrytasks import conf, heartbeat, notify, outages, retry, services, signals, tasks
 from django_retrytasks.exceptions import GiveUp, Snooze, SnoozeLimitReached, UnknownTask, WorkerLost
 from django_retrytasks.jobs import Job as JobRecord
 from django_retrytasks.jobs import JobContext
@@ -37,6 +37,8 @@ from django_retrytasks.timeouts import Deadline
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLLING_INTERVAL = 0.5
+#: Wake this long after a job's ``scheduled_at`` so the claim does not come a hair early.
+DUE_MARGIN = 0.0003
 
 
 def error_type_name(error: BaseException) -> str:
@@ -141,6 +143,9 @@ class Worker:
             self.burst,
             extra={"action": "worker_start", "worker": self.name},
         )
+        listener = notify.Listener.start_for(
+            using=self.using, queues=self.queues, wake=self._wake.set
+        )
         for index in range(self.concurrency):
             thread = threading.Thread(
                 target=self._runner, name=f"{self.name}-runner-{index}", daemon=True
@@ -150,6 +155,8 @@ class Worker:
         try:
             self._claim_until_stopped()
         finally:
+            if listener is not None:
+                listener.stop()
             self._shut_down()
             services.remove_wake_callback(self._wake.set)
             for signum, handler in previous_handlers.items():
@@ -160,45 +167,46 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before claiming: a runner that ends, a NOTIFY or a local defer from
+            # now on makes the wait below return at once.
             self._wake.clear()
             self._housekeeping()
             with self._lock:
                 free = self.concurrency - self._in_flight
                 running_before = self._in_flight
-            claimed: list[services.Claim] = []
-            if free > 0:
-                claimed = services.claim_jobs(
-                    now=self.clock(),
-                    limit=free,
-                    queues=self.queues,
-                    worker_id=self.worker_id,
-                    using=self.using,
-                )
+            if free <= 0:
+                self._wake.wait(self.polling_interval)  # all slots busy: wait for a runner
+                continue
+            now = self.clock()
+            claimed = services.claim_jobs(
+                now=now, limit=free, queues=self.queues, worker_id=self.worker_id, using=self.using
+            )
+            if claimed:
                 with self._lock:
                     self._in_flight += len(claimed)
                 for claim in claimed:
                     self._claims.put(claim)
-            if claimed:
-                if len(claimed) < free:
-                    continue  # maybe more are due: claim again at once
-                self._wake.wait(self.polling_interval)  # all slots busy: wait for one
-                continue
-            if self.burst and running_before == 0:
+                if len(claimed) == free:
+                    continue  # every slot is busy now
+            elif self.burst and running_before == 0:
                 return
-            self._wake.wait(self._idle_wait())
+            if self.burst:
+                # Only jobs due now count: wait for a runner (its retry may be due at once).
+                self._wake.wait(self.polling_interval)
+                continue
+            self._wake.wait(self._idle_wait(now))
 
-    def _idle_wait(self) -> float:
-        """Sleep until the next waiting job is due, the polling interval at most."""
-        if self._in_flight:
-            return self.polling_interval
-        earliest = services.next_due_at(queues=self.queues, using=self.using)
+    def _idle_wait(self, now: datetime) -> float:
+        """Seconds until the next waiting job is due, ``polling_interval`` at most.
+
+        Called with free slots after a claim that took every job due at ``now``, so a
+        retry due in 80 ms is started on time rather than at the next poll.
+        """
+        earliest = services.next_due_at(after=now, queues=self.queues, using=self.using)
         if earliest is None:
             return self.polling_interval
-        seconds = (earliest - self.clock()).total_seconds()
-        if seconds <= 0:
-            # Due but not claimable (its lock is held): check again at the next poll.
-            return self.polling_interval
-        return min(seconds, self.polling_interval)
+        seconds = (earliest - self.clock()).total_seconds() + DUE_MARGIN
+        return min(max(seconds, 0.0), self.polling_interval)
 
     def _shut_down(self) -> None:
         deadline = None if self.shutdown_timeout is None else self.shutdown_timeout

@@ -1,0 +1,136 @@
+"""Instant wake-ups on PostgreSQL: a trigger NOTIFYs, each worker LISTENs on its own connection.
+
+The trigger (migration ``0002``) runs in the transaction that stores a waiting job or puts
+one back in the queue, so the notification is sent exactly when that transaction commits
+and never for one that rolls back. Its payload is the job's queue; a worker wakes only
+for its own queues. The worker still polls, so a lost connection only costs latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "django_retrytasks"
+#: How often the listening thread looks up from the socket to see whether it must stop.
+STOP_CHECK_SECONDS = 0.2
+RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+TRIGGER_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION django_retrytasks_notify() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', NEW.queue);
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql
+"""
+#: A job stored waiting, or put back waiting (a retry, an interrupted run, "retry now"),
+#: or rescheduled while waiting: workers wake to claim it or to sleep until its time.
+TRIGGERS = (
+    """
+CREATE TRIGGER django_retrytasks_notify_insert
+AFTER INSERT ON django_retrytasks_job
+FOR EACH ROW WHEN (NEW.status = 'todo')
+EXECUTE FUNCTION django_retrytasks_notify()
+""",
+    """
+CREATE TRIGGER django_retrytasks_notify_update
+AFTER UPDATE OF status, scheduled_at, queue ON django_retrytasks_job
+FOR EACH ROW WHEN (
+    NEW.status = 'todo'
+    AND (OLD.status <> 'todo' OR NEW.scheduled_at IS DISTINCT FROM OLD.scheduled_at
+         OR NEW.queue <> OLD.queue)
+)
+EXECUTE FUNCTION django_retrytasks_notify()
+""",
+)
+DROP_TRIGGERS = (
+    "DROP TRIGGER IF EXISTS django_retrytasks_notify_insert ON django_retrytasks_job",
+    "DROP TRIGGER IF EXISTS django_retrytasks_notify_update ON django_retrytasks_job",
+    "DROP FUNCTION IF EXISTS django_retrytasks_notify()",
+)
+
+
+def install_triggers(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for statement in (TRIGGER_FUNCTION, *DROP_TRIGGERS[:2], *TRIGGERS):
+        schema_editor.execute(statement)
+
+
+def remove_triggers(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for statement in DROP_TRIGGERS:
+        schema_editor.execute(statement)
+
+
+class Listener:
+    """A thread that LISTENs on its own connection and calls ``wake`` for relevant jobs."""
+
+    def __init__(
+        self, *, using: str, queues: Sequence[str] | None, wake: Callable[[], None]
+    ) -> None:
+        self.using = using
+        self.queues = frozenset(queues) if queues else None
+        self.wake = wake
+        self.listening = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retrytasks-listener", daemon=True)
+
+    @classmethod
+    def start_for(
+        cls, *, using: str, queues: Sequence[str] | None, wake: Callable[[], None]
+    ) -> Listener | None:
+        """Start listening if the database can (PostgreSQL); else return ``None``."""
+        if connections[using].vendor != "postgresql":
+            return None
+        listener = cls(using=using, queues=queues, wake=wake)
+        listener._thread.start()
+        return listener
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(STOP_CHECK_SECONDS * 5)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            wrapper = connections.create_connection(self.using)
+            try:
+                wrapper.connect()
+                wrapper.set_autocommit(True)
+                raw = wrapper.connection
+                raw.execute(f"LISTEN {CHANNEL}")
+                self.listening.set()
+                failures = 0
+                # Jobs may have come while we were not listening: look once.
+                self.wake()
+                while not self._stop.is_set():
+                    for notification in raw.notifies(timeout=STOP_CHECK_SECONDS):
+                        if self.queues is None or notification.payload in self.queues:
+                            self.wake()
+            except Exception as error:
+                self.listening.clear()
+                wait = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
+                failures += 1
+                logger.warning(
+                    "Not listening for new jobs (%s: %s); polling meanwhile, reconnecting in %gs",
+                    type(error).__name__,
+                    error,
+                    wait,
+                    extra={"action": "listen_error"},
+                )
+                self._stop.wait(wait)
+            finally:
+                self.listening.clear()
+                try:
+                    wrapper.close()
+                except Exception:
+                    logger.debug("Closing the listening connection failed", exc_info=True)

@@ -1,0 +1,372 @@
+"""Many workers, one database: exact claims, locks, queueing locks, priorities, wake-ups."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+
+from django_retrytasks import AlreadyEnqueued, notify, services
+from django_retrytasks.models import Attempt, Job, JobStatus
+from django_retrytasks.worker import Worker
+from testproject.demo import concurrency_tasks
+from testproject.demo.concurrency_tasks import (
+    fail_then_retry_now,
+    logged_run,
+    move_on_retry,
+    noop,
+    record_order,
+)
+
+from .conftest import ROOT, Clock, database_url
+
+LOCK_GROUPS = 8
+JOBS_PER_LOCK_GROUP = 40
+
+
+@pytest.fixture
+def started_order() -> list[int]:
+    concurrency_tasks.started_order.clear()
+    yield concurrency_tasks.started_order
+    concurrency_tasks.started_order.clear()
+
+
+def burst_worker(**options: object) -> Worker:
+    return Worker(burst=True, install_signal_handlers=False, polling_interval=0.05, **options)  # type: ignore[arg-type]
+
+
+# --- several processes drain one database ----------------------------------------------------
+
+
+def read_runs(log_dir: Path) -> list[tuple[int, int, str, int, int, int]]:
+    runs = []
+    for log in log_dir.glob("runs-*.log"):
+        for line in log.read_text().splitlines():
+            job_id, attempts, lock, started, ended, pid = line.split()
+            runs.append((int(job_id), int(attempts), lock, int(started), int(ended), int(pid)))
+    return runs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_several_worker_processes_drain_thousands_of_jobs_exactly_once(tmp_path: Path) -> None:
+    # SQLite flushes a journal to disk at every commit: fewer jobs keep the test short.
+    processes, jobs = (4, 2000) if connection.vendor == "postgresql" else (2, 1000)
+    unlocked = jobs - LOCK_GROUPS * JOBS_PER_LOCK_GROUP
+    logged_run.batch_defer(
+        *({"log_dir": str(tmp_path), "fail_once": index % 10 == 3} for index in range(unlocked))
+    )
+    for group in range(LOCK_GROUPS):
+        logged_run.configure(lock=f"group-{group}").batch_defer(
+            *(
+                {"log_dir": str(tmp_path), "fail_once": index % 10 == 7}
+                for index in range(JOBS_PER_LOCK_GROUP)
+            )
+        )
+    failing = Job.objects.filter(task_kwargs__fail_once=True).count()
+    assert failing == jobs // 10
+
+    env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(ROOT / "manage.py"), "runworker", "--burst", "-v0"]
+    workers = [
+        subprocess.Popen(
+            [*command, "--concurrency=2", f"--name=drain-{index}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(processes)
+    ]
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * processes, outputs
+    assert not any("Traceback" in output for output in outputs), outputs
+
+    # Every job succeeded, after two runs when it failed once.
+    assert Job.objects.exclude(status=JobStatus.SUCCEEDED).count() == 0
+    expected_runs = {
+        job_id: 2 if fail_once else 1
+        for job_id, fail_once in Job.objects.values_list("pk", "task_kwargs__fail_once")
+    }
+    assert dict(Job.objects.values_list("pk", "attempts")) == expected_runs
+
+    # Each run happened once and was recorded once, with its number.
+    runs = read_runs(tmp_path)
+    runs_per_job: dict[int, list[tuple[int, int, str, int, int, int]]] = defaultdict(list)
+    for run in runs:
+        runs_per_job[run[0]].append(run)
+    assert {job_id: len(job_runs) for job_id, job_runs in runs_per_job.items()} == expected_runs
+    attempts = defaultdict(list)
+    for job_id, number, outcome in Attempt.objects.values_list("job_id", "number", "outcome"):
+        attempts[job_id].append((number, outcome))
+    for job_id, count in expected_runs.items():
+        outcomes = ["failed"] * (count - 1) + ["succeeded"]
+        assert sorted(attempts[job_id]) == list(zip(range(1, count + 1), outcomes, strict=True))
+
+    # No job ran twice at once: its runs follow each other, attempt after attempt.
+    for job_runs in runs_per_job.values():
+        job_runs.sort(key=lambda run: run[3])
+        assert [run[1] for run in job_runs] == list(range(len(job_runs)))
+        for before, after in itertools.pairwise(job_runs):
+            assert before[4] <= after[3]
+
+    # Every lock group ran one job at a time, in the order its jobs were deferred.
+    groups: dict[str, list[tuple[int, int, str, int, int, int]]] = defaultdict(list)
+    for run in runs:
+        if run[2] != "-":
+            groups[run[2]].append(run)
+    assert len(groups) == LOCK_GROUPS
+    for group_runs in groups.values():
+        group_runs.sort(key=lambda run: run[3])
+        job_ids = [run[0] for run in group_runs]
+        assert job_ids == sorted(job_ids)
+        for before, after in itertools.pairwise(group_runs):
+            assert before[4] <= after[3], "two jobs of one lock group overlapped"
+    # The work was shared: more than one process ran jobs.
+    assert len({run[5] for run in runs}) > 1
+
+
+# --- claiming order and filters ----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_higher_priority_runs_first_then_older(started_order: list[int]) -> None:
+    priorities = [0, 5, -1, 5, 10, 0]
+    ids = [record_order.configure(priority=priority).defer() for priority in priorities]
+    burst_worker(concurrency=1).run()
+    expected = [job_id for _, job_id in sorted(zip((-p for p in priorities), ids, strict=True))]
+    assert started_order == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_takes_only_its_queues(started_order: list[int]) -> None:
+    jobs = {queue: record_order.configure(queue=queue).defer() for queue in ("a", "b", "c")}
+    burst_worker(queues=["a", "c"], concurrency=2).run()
+    assert sorted(started_order) == sorted([jobs["a"], jobs["c"]])
+    assert Job.objects.get(pk=jobs["b"]).status == JobStatus.TODO
+
+
+def test_claims_are_limited_to_the_free_slots_in_one_statement(db: None, clock: Clock) -> None:
+    noop.batch_defer(*({} for _ in range(5)))
+    claimed = services.claim_jobs(now=clock(), limit=3)
+    assert len(claimed) == 3
+    assert Job.objects.filter(status=JobStatus.DOING).count() == 3
+    assert len(services.claim_jobs(now=clock(), limit=10)) == 2
+    assert services.claim_jobs(now=clock(), limit=10) == []
+
+
+def test_one_claim_takes_one_job_per_lock_group(db: None, clock: Clock) -> None:
+    first, second = noop.configure(lock="L").batch_defer({}, {})
+    other = noop.configure(lock="M").defer()
+    claimed = services.claim_jobs(now=clock(), limit=10)
+    assert sorted(claim.record.id for claim in claimed) == [first, other]
+    assert services.claim_jobs(now=clock(), limit=10) == []
+    assert Job.objects.get(pk=second).status == JobStatus.TODO
+
+
+# --- locks -------------------------------------------------------------------------------------
+
+
+def test_a_retry_holds_its_lock_group_until_it_ends(
+    db: None, clock: Clock, started_order: list[int]
+) -> None:
+    worker = burst_worker()
+    first = fail_then_retry_now.configure(lock="L", priority=0).defer()
+    later = record_order.configure(lock="L", priority=9).defer()
+    claims = services.claim_jobs(now=clock(), limit=5)
+    assert [claim.record.id for claim in claims] == [first]  # priority does not reorder a group
+    worker.process(claims[0])  # fails, retried at once
+    claims = services.claim_jobs(now=clock(), limit=5)
+    assert [claim.record.id for claim in claims] == [first]
+    worker.process(claims[0])
+    claims = services.claim_jobs(now=clock(), limit=5)
+    assert [claim.record.id for claim in claims] == [later]
+
+
+def test_a_retry_decision_moves_the_job_to_another_lock_queue_and_priority(
+    db: None, clock: Clock, started_order: list[int]
+) -> None:
+    worker = burst_worker(clock=clock)
+    moving = move_on_retry.configure(lock="lock-a").defer()
+    same_lock = record_order.configure(lock="lock-a").defer()
+    new_lock = record_order.configure(lock="lock-b", queue="moved").defer()
+
+    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
+    job = Job.objects.get(pk=moving)
+    assert (job.status, job.lock, job.priority, job.queue) == ("todo", "lock-b", 5, "moved")
+    attempt = job.attempt_history.get()
+    assert attempt.retry_at == clock() + timedelta(seconds=60)
+
+    # lock-a is free at once; lock-b waits for the moved job, deferred before its other job.
+    claims = services.claim_jobs(now=clock(), limit=5)
+    assert [claim.record.id for claim in claims] == [same_lock]
+    worker.process(claims[0])
+    clock.advance(seconds=61)
+    claims = services.claim_jobs(now=clock(), limit=5)
+    assert [claim.record.id for claim in claims] == [moving]
+    assert claims[0].record.lock == "lock-b"
+    worker.process(claims[0])
+    claims = services.claim_jobs(now=clock(), limit=5)
+    assert [claim.record.id for claim in claims] == [new_lock]
+
+
+# --- queueing locks ----------------------------------------------------------------------------
+
+
+def test_defer_refuses_a_second_waiting_job_with_a_queueing_lock(db: None, clock: Clock) -> None:
+    first = noop.configure(queueing_lock="report").defer()
+    with transaction.atomic():
+        with pytest.raises(AlreadyEnqueued, match="'report'"):
+            noop.configure(queueing_lock="report").defer()
+        # The caller's transaction stays usable.
+        assert Job.objects.count() == 1
+    services.claim_jobs(now=clock(), limit=1)  # once the first runs, another may wait
+    second = noop.configure(queueing_lock="report").defer()
+    assert second != first
+
+
+def test_a_retry_whose_queueing_lock_was_taken_meanwhile_is_kept_without_it(
+    db: None, clock: Clock, started_order: list[int]
+) -> None:
+    worker = burst_worker(clock=clock)
+    retried = fail_then_retry_now.configure(queueing_lock="sync").defer()
+    claim = services.claim_jobs(now=clock(), limit=1)[0]
+    newer = record_order.configure(queueing_lock="sync").defer()  # allowed: the first runs
+
+    worker.process(claim)  # fails; its retry may not take the queueing lock back
+
+    retried_job = Job.objects.get(pk=retried)
+    assert (retried_job.status, retried_job.attempts) == (JobStatus.TODO, 1)
+    assert retried_job.queueing_lock is None
+    assert Job.objects.get(pk=newer).queueing_lock == "sync"
+    decision = retried_job.attempt_history.get().decision
+    assert f"queueing lock 'sync' is held by waiting job #{newer}" in decision
+    assert "scheduled without it" in decision
+    # Neither job is lost: both run.
+    clock.advance(seconds=1)
+    while claims := services.claim_jobs(now=clock(), limit=1):
+        worker.process(claims[0])
+    assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+    assert sorted(started_order) == sorted([retried, retried, newer])
+
+
+def test_a_retry_keeps_its_queueing_lock_when_it_is_free(db: None, clock: Clock) -> None:
+    worker = burst_worker(clock=clock)
+    retried = fail_then_retry_now.configure(queueing_lock="sync").defer()
+    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
+    assert Job.objects.get(pk=retried).queueing_lock == "sync"
+    with pytest.raises(AlreadyEnqueued):
+        record_order.configure(queueing_lock="sync").defer()
+
+
+# --- recording outcomes ------------------------------------------------------------------------
+
+
+def report(clock: Clock) -> services.RunReport:
+    return services.RunReport(outcome="succeeded", finished_at=clock(), worker_name="w")
+
+
+def test_successes_are_recorded_together_and_fenced(db: None, clock: Clock) -> None:
+    noop.batch_defer({}, {}, {})
+    first, recovered, third = services.claim_jobs(now=clock(), limit=3)
+    # Another worker recovered this job meanwhile and started it again.
+    Job.objects.filter(pk=recovered.record.id).update(started_at=clock() + timedelta(seconds=5))
+    clock.advance(seconds=1)
+    results = services.record_successes(
+        [(first, report(clock)), (recovered, report(clock)), (third, report(clock))]
+    )
+    assert results == [True, False, True]
+    assert Job.objects.get(pk=recovered.record.id).status == JobStatus.DOING
+    assert not Attempt.objects.filter(job_id=recovered.record.id).exists()
+    attempt = Attempt.objects.get(job_id=first.record.id)
+    assert (attempt.number, attempt.outcome, attempt.worker_name) == (1, "succeeded", "w")
+    assert (attempt.started_at, attempt.finished_at) == (first.started_at, clock())
+    job = Job.objects.get(pk=third.record.id)
+    assert (job.status, job.attempts, job.finished_at) == (JobStatus.SUCCEEDED, 1, clock())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runner_threads_share_commits_and_each_learns_its_own_outcome(clock: Clock) -> None:
+    noop.batch_defer(*({} for _ in range(24)))
+    claims = services.claim_jobs(now=clock(), limit=24)
+    Job.objects.filter(pk=claims[5].record.id).update(status=JobStatus.TODO)  # fenced off
+    results: dict[int, bool] = {}
+    start = threading.Barrier(len(claims))
+
+    def finish(claim: services.Claim) -> None:
+        start.wait()
+        results[claim.record.id] = services.record_success(claim, report(clock))
+        connection.close()
+
+    threads = [threading.Thread(target=finish, args=(claim,)) for claim in claims]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == {claim.record.id: claim is not claims[5] for claim in claims}
+    assert Attempt.objects.count() == 23
+    assert Job.objects.filter(status=JobStatus.SUCCEEDED).count() == 23
+
+
+def test_a_new_attempt_row_is_numbered_after_the_earlier_ones(db: None, clock: Clock) -> None:
+    worker = burst_worker(clock=clock)
+    job_id = fail_then_retry_now.defer()
+    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
+    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
+    assert list(
+        Attempt.objects.filter(job_id=job_id).values_list("number", "outcome").order_by("number")
+    ) == [(1, "failed"), (2, "succeeded")]
+
+
+# --- waking up on time ---------------------------------------------------------------------------
+
+
+def test_an_idle_worker_sleeps_until_the_next_retry_is_due(db: None, clock: Clock) -> None:
+    worker = Worker(clock=clock, polling_interval=5, install_signal_handlers=False)
+    assert worker._idle_wait(clock()) == 5  # nothing waits: the polling interval
+    noop.configure(schedule_at=clock() + timedelta(seconds=0.08)).defer()
+    noop.configure(schedule_at=clock() + timedelta(seconds=3)).defer()
+    # A job due already (its lock is held) does not make the worker spin.
+    noop.configure(schedule_at=clock() - timedelta(seconds=1), lock="held").defer()
+    assert 0.08 <= worker._idle_wait(clock()) < 0.09
+    clock.advance(seconds=1)
+    assert 1.99 < worker._idle_wait(clock()) <= 2.01
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
+    woken = threading.Event()
+    listener = notify.Listener.start_for(using="default", queues=["mine"], wake=woken.set)
+    if connection.vendor != "postgresql":
+        # SQLite has no NOTIFY: workers poll (and wake at once for jobs of their own process).
+        assert listener is None
+        return
+    assert listener is not None
+    try:
+        assert listener.listening.wait(5)
+        assert woken.wait(5)  # one look right after (re)connecting
+        woken.clear()
+        with transaction.atomic():
+            noop.configure(queue="others").defer()
+            noop.configure(queue="mine").defer()
+            time.sleep(0.05)
+            assert not woken.is_set()  # not before the commit
+        assert woken.wait(5)
+        woken.clear()
+        noop.configure(queue="others").defer()
+        retried = noop.configure(queue="mine", schedule_in={"hours": 1}).defer()
+        assert woken.wait(5)  # a job scheduled later: the worker recomputes its sleep
+        woken.clear()
+        services.retry_now([retried])
+        assert woken.wait(5)
+    finally:
+        listener.stop()
