@@ -32,6 +32,7 @@ from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker import Worker as JobWorker
 from testproject.demo import faults_tasks, tasks
 from tests.conftest import ROOT, Clock, database_url, manage
+from tests.test_readme import python_blocks
 
 ON_POSTGRES = str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql")
 FAST_HEARTBEAT = ["--heartbeat-interval", "0.1", "--heartbeat-timeout", "0.6"]
@@ -319,6 +320,14 @@ def test_runworker_rejects_a_timeout_shorter_than_the_interval() -> None:
 
 
 # --- task timeouts -----------------------------------------------------------------------------
+
+
+def test_the_readme_timeout_example_runs() -> None:
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    for block in python_blocks("Operations: shutdown, recovery, outages, at least once"):
+        exec(compile(block, "README.md", "exec"), namespace)
+    import_feed = namespace["import_feed"]
+    assert (import_feed.timeout, import_feed.retry.max_attempts) == (30, 3)
 
 
 @pytest.mark.django_db
