@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from types import FrameType, ModuleType
 from typing import Any
 
-from django.db import connections
+from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from django_retrytasks import conf, heartbeat, notify, outages, retry, services, signals, tasks
@@ -114,6 +114,7 @@ class Worker:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._heartbeat: heartbeat.Heartbeat | None = None
+        self._registration_lock = threading.Lock()
         self._last_prune = -math.inf
 
     # --- lifecycle --------------------------------------------------------------------
@@ -260,6 +261,11 @@ class Worker:
                 outages.drop_connection(self.using)
                 if self._stopping.wait(wait):
                     return
+            except IntegrityError:
+                # A worker that took us for dead (silent past the heartbeat timeout) deleted
+                # our row while this claim ran; the claim was rolled back. Register again.
+                self._ensure_registered(self.clock())
+                continue
             try:
                 self._release_unacknowledged_claims()
             except outages.OUTAGE_ERRORS:
@@ -350,15 +356,21 @@ class Worker:
         if self.worker_id is None:
             return
         now = self.clock()
-        if not services.heartbeat(self.worker_id, now=now, using=self.using):
-            # Another worker took us for dead (we were silent too long) and forgot us.
+        self._ensure_registered(now)
+        self.recover_lost_jobs(now=now)
+
+    def _ensure_registered(self, now: datetime) -> None:
+        """Heartbeat; register again if another worker took us for dead and forgot us."""
+        with self._registration_lock:  # the claim loop and the heartbeat thread both call this
+            if services.heartbeat(self.worker_id or 0, now=now, using=self.using):
+                return
             logger.warning(
-                "Worker %s was taken for dead; registering again",
+                "Worker %s was taken for dead (silent for longer than the heartbeat timeout); "
+                "registering again",
                 self.name,
                 extra={"action": "worker_reregister", "worker": self.name},
             )
             self._register()
-        self.recover_lost_jobs(now=now)
 
     def _prune_if_due(self, now: datetime) -> None:
         """Delete one small batch of expired finished jobs every RETRYTASKS_PRUNE_INTERVAL."""

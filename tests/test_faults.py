@@ -166,6 +166,33 @@ def test_job_of_a_killed_worker_is_recovered_as_lost_then_succeeds(workers: Star
     assert not Worker.objects.exists()
 
 
+@subprocess_db
+def test_a_frozen_worker_taken_for_dead_comes_back_without_a_second_outcome(
+    workers: StartWorker, tmp_path: Path
+) -> None:
+    flag, job_id, frozen = start_long_job(workers, tmp_path, "frozen", *FAST_HEARTBEAT)
+    frozen.signal(signal.SIGSTOP)  # a long GC pause, a suspended VM
+    try:
+        other = workers("other", *FAST_HEARTBEAT)
+        wait_for(lambda: outcomes(job_id) == ["lost"], what="the frozen worker's run recovered")
+        flag.touch()
+        wait_for(lambda: status(job_id) == "succeeded", what="the second run")
+    finally:
+        frozen.signal(signal.SIGCONT)
+    # Thawed, its run returns too: that late outcome is discarded, and it registers again.
+    wait_for(lambda: "registering again" in frozen.log, what="the frozen worker to re-register")
+    wait_for(lambda: "Outcome of job" in frozen.log, what="its late outcome to be discarded")
+    assert other.stop() == 0
+    next_job = tasks.noop.defer()
+    wait_for(lambda: status(next_job) == "succeeded", what="the thawed worker to work again")
+    assert frozen.stop() == 0
+
+    assert outcomes(job_id) == ["lost", "succeeded"]
+    job = Job.objects.get(pk=job_id)
+    assert [attempt.worker_name for attempt in job.attempt_history.all()] == ["frozen", "other"]
+    assert Job.objects.get(pk=next_job).attempt_history.get().worker_name == "frozen"
+
+
 # --- graceful shutdown -----------------------------------------------------------------------
 
 
