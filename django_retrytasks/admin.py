@@ -360,6 +360,8 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> str:
         label = "pending retry" if job.is_pending_retry else job.get_status_display()
+        if job.held:  # a poison job: lost with its worker too many times in a row
+            label = f"{label}, held"
         return format_html('<span class="rt-status rt-status-{}">{}</span>', job.status, label)
 
     @admin.display(description="attempts", ordering="attempts")

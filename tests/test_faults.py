@@ -22,10 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
+from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from django_retrytasks import services
+from django_retrytasks.admin import JobAdmin
 from django_retrytasks.heartbeat import heartbeat_settings, max_consecutive_losses_setting
 from django_retrytasks.models import Job, Worker
 from django_retrytasks.testing import run_due_jobs
@@ -282,6 +284,7 @@ def test_a_job_that_keeps_killing_its_worker_is_held() -> None:
             assert (job.status, job.held) == ("todo", False)
 
     assert (job.status, job.held) == ("failed", True)
+    assert "failed, held" in JobAdmin(Job, admin.site).status_badge(job)
     history = list(job.attempt_history.all())
     assert [attempt.outcome for attempt in history] == ["lost", "lost", "lost"]
     assert {attempt.error_type for attempt in history} == {WORKER_LOST}
