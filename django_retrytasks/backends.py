@@ -466,7 +466,9 @@ def run_job(worker: Worker, claim: services.Claim) -> None:
         finished_at=None,
         task_kwargs=record.task_kwargs,
         return_value=None,
-        history=_history(record.id, worker.using),
+        # No counted run before (the common first run): no attempt row to read for the
+        # result the task sees (only an interrupted or snoozed run's start would be missing).
+        history=_history(record.id, worker.using) if record.attempts else [],
         running=(claim.started_at, worker.name),
         alias=claim.backend,
     )
@@ -483,8 +485,16 @@ def run_job(worker: Worker, claim: services.Claim) -> None:
         # Inside the handler: task_finished (sent when this ends the job) logs the traceback.
         worker.record_failed_run(claim, error)
         return
-    if worker.record_successful_run(claim, return_value):
-        send_task_finished(claim, using=worker.using)
+    finished_at = worker.record_successful_run(claim, return_value)
+    if finished_at is not None:
+        # The running result plus what the success wrote: no need to read the job back.
+        for name, value in (
+            ("status", TaskResultStatus.SUCCESSFUL),
+            ("finished_at", finished_at),
+            ("_return_value", return_value),
+        ):
+            object.__setattr__(task_result, name, value)
+        signals.send(task_finished, sender=type(backend), task_result=task_result)
 
 
 def retry_strategy_for(claim: services.Claim) -> BaseRetryStrategy | None:

@@ -499,8 +499,11 @@ class Worker:
 
     def record_successful_run(
         self, claim: services.Claim, return_value: Any, *, task: tasks.Task | None = None
-    ) -> bool:
-        """Record that the run returned ``return_value`` (JSON); False if it was fenced off."""
+    ) -> datetime | None:
+        """Record that the run returned ``return_value`` (JSON); return when it finished.
+
+        ``None`` when the outcome was fenced off (the job is no longer running for us).
+        """
         record = claim.record
         report = services.RunReport(
             outcome=Outcome.SUCCEEDED,
@@ -511,7 +514,7 @@ class Worker:
         if not self._persist(
             claim, lambda: services.record_success(claim, report, using=self.using)
         ):
-            return False
+            return None
         duration = (report.finished_at - claim.started_at).total_seconds()
         logger.info(
             "Job %s succeeded in %.3gs",
@@ -526,7 +529,7 @@ class Worker:
             return_value=report.return_value,
             duration=duration,
         )
-        return True
+        return report.finished_at
 
     def record_failed_run(
         self, claim: services.Claim, error: BaseException, *, task: tasks.Task | None = None
