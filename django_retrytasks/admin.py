@@ -18,7 +18,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -222,9 +222,9 @@ class PendingRetryFilter(admin.SimpleListFilter):
 
 
 class ErrorTypeFilter(admin.SimpleListFilter):
-    """Jobs whose latest attempt raised the chosen error type (the "last error" column)."""
+    """Jobs with an attempt that raised the chosen error type."""
 
-    title = "last error type"
+    title = "error type"
     parameter_name = "error_type"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -232,12 +232,32 @@ class ErrorTypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         if self.value():
-            return queryset.filter(**{dashboard.LATEST_ERROR_TYPE: self.value()})
+            return queryset.filter(pk__in=dashboard.jobs_with_error_type(self.value() or ""))
         return queryset
 
 
-class TaskNameFilter(admin.AllValuesFieldListFilter):
+class ColumnValuesFilter(admin.SimpleListFilter):
+    """A choice per distinct value of a column, the choices cached a few seconds."""
+
+    field_name = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, value) for value in dashboard.distinct_values(Job, self.field_name)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value():
+            return queryset.filter(**{self.field_name: self.value()})
+        return queryset
+
+
+class QueueFilter(ColumnValuesFilter):
+    title = "queue"
+    parameter_name = field_name = "queue"
+
+
+class TaskNameFilter(ColumnValuesFilter):
     title = "task"
+    parameter_name = field_name = "task_name"
 
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -260,8 +280,8 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
     list_filter = (
         "status",
         PendingRetryFilter,
-        "queue",
-        ("task_name", TaskNameFilter),
+        QueueFilter,
+        TaskNameFilter,
         ErrorTypeFilter,
     )
     search_help_text = (
@@ -269,6 +289,8 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
     )
     ordering = ("-id",)
     list_per_page = 50
+    # A second COUNT(*) of the whole table on every filtered page is not worth it.
+    show_full_result_count = False
     inlines = [AttemptInline]
     actions = ["retry_now", "cancel", "abort", "delete_finished"]
     fieldsets = (
@@ -324,20 +346,26 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        """Match every word: a job id ("42" or "#42"), or text in the task name, the locks or an error."""
+        """Match every word: ``#42`` is job 42; other words are looked for in the job id, the
+        task name, the locks, and the error type and message of every attempt."""
         for word in search_term.split():
-            in_errors = Attempt.objects.filter(job=OuterRef("pk")).filter(
+            if word.startswith("#") and word[1:].isdigit():
+                # "#42" is job 42 and nothing else: no scan of the error texts.
+                queryset = queryset.filter(pk=int(word[1:]) if int(word[1:]) < 2**63 else 0)
+                continue
+            # IN (subquery), not EXISTS: under an OR the database hashes the matching
+            # attempts once instead of probing them for every job.
+            in_errors = Attempt.objects.filter(
                 Q(error_message__icontains=word) | Q(error_type__icontains=word)
-            )
+            ).values("job_id")
             matches = (
                 Q(task_name__icontains=word)
                 | Q(lock__icontains=word)
                 | Q(queueing_lock__icontains=word)
-                | Q(Exists(in_errors))
+                | Q(pk__in=in_errors)
             )
-            number = word.removeprefix("#")
-            if number.isdigit() and int(number) < 2**63:
-                matches |= Q(pk=int(number))
+            if word.isdigit() and int(word) < 2**63:
+                matches |= Q(pk=int(word))
             queryset = queryset.filter(matches)
         return queryset, False
 

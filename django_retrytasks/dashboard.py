@@ -8,10 +8,12 @@ grouped or filtered aggregates computed by the database.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import models
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 
@@ -21,6 +23,9 @@ from django_retrytasks.models import Attempt, Job, JobStatus, Outcome, Worker
 ERROR_HEAD_CHARS = 500
 #: Outcomes that count as failures on the dashboard (a lost worker is a failure of the run).
 FAILURE_OUTCOMES = (Outcome.FAILED, Outcome.LOST)
+#: How long the list filters' choices (queues, tasks, error types) are reused, in seconds.
+CHOICES_TTL = 30.0
+_choices_cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
 #: The annotation :func:`with_latest_error` adds (a name, so type checkers accept filters on it).
 LATEST_ERROR_TYPE = "latest_error_type"
 
@@ -44,14 +49,38 @@ def with_latest_error(queryset: QuerySet[Job]) -> QuerySet[Job]:
     )
 
 
+def jobs_with_error_type(error_type: str) -> QuerySet[Job]:
+    """Jobs with an attempt that raised ``error_type`` (a hashed semi-join, not a per-row subquery)."""
+    return Job.objects.filter(pk__in=Attempt.objects.filter(error_type=error_type).values("job_id"))
+
+
+def distinct_values(model: type[models.Model], field: str) -> list[str]:
+    """The distinct non-empty values of a column, sorted, cached for :data:`CHOICES_TTL` seconds.
+
+    The list filters' choices: on 100,000 rows each is a table scan of ~0.1 s, too much to
+    pay on every page of the job list.
+    """
+    key = (model._meta.label, field)
+    now = time.monotonic()
+    cached = _choices_cache.get(key)
+    if cached is not None and now - cached[0] < CHOICES_TTL:
+        return cached[1]
+    values = [
+        value
+        for value in model._default_manager.order_by(field).values_list(field, flat=True).distinct()
+        if value
+    ]
+    _choices_cache[key] = (now, values)
+    return values
+
+
+def clear_choices_cache() -> None:
+    _choices_cache.clear()
+
+
 def error_types() -> list[str]:
     """Every error type recorded by an attempt, sorted (the choices of the list's filter)."""
-    return list(
-        Attempt.objects.exclude(error_type="")
-        .order_by("error_type")
-        .values_list("error_type", flat=True)
-        .distinct()
-    )
+    return distinct_values(Attempt, "error_type")
 
 
 def counts_by_status() -> dict[str, int]:
@@ -134,7 +163,6 @@ class FailureGroup:
     task_name: str
     error_type: str
     failures: int
-    jobs: int
     last_seen: datetime
     #: Jobs of the group that ended ``failed`` (their final run raised this error): the
     #: ones a "retry the group" button puts back in the queue.
@@ -154,9 +182,8 @@ def failure_groups(*, since: datetime, limit: int = 50) -> list[FailureGroup]:
         Attempt.objects.filter(finished_at__gte=since, outcome__in=FAILURE_OUTCOMES)
         .order_by()
         .values("job__task_name", "error_type")
-        .annotate(
-            failures=Count("id"), jobs=Count("job_id", distinct=True), last=Max("finished_at")
-        )
+        # No COUNT(DISTINCT job): on 100,000 failed runs it triples the cost of the query.
+        .annotate(failures=Count("id"), last=Max("finished_at"))
         .order_by("-failures", "job__task_name", "error_type")[:limit]
     )
     failed_now = {
@@ -173,7 +200,6 @@ def failure_groups(*, since: datetime, limit: int = 50) -> list[FailureGroup]:
             task_name=row["job__task_name"],
             error_type=row["error_type"],
             failures=row["failures"],
-            jobs=row["jobs"],
             last_seen=row["last"],
             failed_jobs=failed_now.get((row["job__task_name"], row["error_type"]), 0),
         )

@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
+from django_retrytasks import dashboard
 from django_retrytasks.models import Job, JobStatus
 from django_retrytasks.models import Worker as WorkerRow
 from tests.admin_jobs import make_jobs_in_every_state
@@ -107,6 +108,7 @@ def test_an_operator_retries_a_job_and_reads_a_traceback(
     settings: Any,
 ) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    dashboard.clear_choices_cache()
     django_user_model.objects.create_superuser(username="operator", password="s3cret-pass")
     jobs = make_jobs_in_every_state(clock.now)
     WorkerRow.objects.create(
