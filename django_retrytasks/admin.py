@@ -46,9 +46,9 @@ EMPTY = "—"
 def duration_text(seconds: float) -> str:
     """A short duration: "45 s", "4 min", "2.5 h", "3 d"."""
     seconds = abs(seconds)
-    if seconds < 60:
+    if seconds < 59.5:
         return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.2g} s"
-    if seconds < 3600:
+    if seconds < 3570:  # what would round to 60 min reads "1 h"
         return f"{round(seconds / 60)} min"
     if seconds < 86400:
         return f"{seconds / 3600:.2g} h"

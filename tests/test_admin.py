@@ -593,3 +593,24 @@ def test_retry_group_needs_the_csrf_token(
     )
     assert response.status_code == 403
     assert status(jobs.failed) == JobStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.4, "now"),
+        (45, "in 45 s"),
+        (240, "in 4 min"),
+        (3599, "in 1 h"),
+        (5400, "in 1.5 h"),
+        (3 * 86400, "in 3 d"),
+        (-180, "3 min ago"),
+    ],
+)
+def test_relative_times_read_like_a_person_would_say_them(seconds: float, text: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from django_retrytasks.admin import relative_text
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert relative_text(now + timedelta(seconds=seconds), now) == text
