@@ -257,10 +257,18 @@ def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[s
         LIMIT %s
         {skip_locked}"""
     returning = ", ".join(_CLAIM_COLUMNS)
+    async_commit = ""
+    if vendor == "postgresql":
+        # The claim's commit need not wait for the disk: a claim lost with a crash of the
+        # server only puts its jobs back in the queue (the run's outcome, recorded with a
+        # flushed commit, is then fenced off), and any later flushed commit flushes it too.
+        # set_config(..., true) lasts for this statement's own transaction only.
+        async_commit = "AND EXISTS (SELECT set_config('synchronous_commit', 'off', true))"
     sql = f"""
         UPDATE {table}
         SET status = 'doing', started_at = %s, worker_id = %s, abort_requested = FALSE
         WHERE id IN ({select})
+          {async_commit}
         RETURNING {returning}"""
     return sql, params
 
@@ -322,12 +330,28 @@ CLAIM_TRIES = 3
 def _fetch_all(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Run one statement in autocommit (one round trip), or in a savepoint inside a transaction."""
     if connection.in_atomic_block:
-        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        with transaction.atomic(using=connection.alias):
+            return _execute_prepared(connection, sql, params)
+    return _execute_prepared(connection, sql, params)
+
+
+def _execute_prepared(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Execute a hot-path statement and return its rows.
+
+    On PostgreSQL through a server-side prepared statement on the same connection: the
+    claim is planned once per connection instead of at every call (Django's cursors bind
+    on the client and never prepare). Errors come out as Django's exceptions.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return list(cursor.fetchall())
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
+            return list(cursor.fetchall()) if cursor.description else []
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return list(cursor.fetchall()) if cursor.description else []
 
 
 def _to_datetime(value: Any, connection: Any) -> datetime | None:
@@ -451,9 +475,12 @@ def record_successes(
             f"INSERT INTO {attempt_table} ({insert_columns}) "
             f"SELECT {insert_values} FROM f JOIN done ON done.id = f.id RETURNING job_id"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [value for row in rows for value in row])
-            recorded.update(job_id for (job_id,) in cursor.fetchall())
+        recorded.update(
+            job_id
+            for (job_id,) in _execute_prepared(
+                connection, sql, [value for row in rows for value in row]
+            )
+        )
     else:
         one_row = "(SELECT " + ", ".join(f"%s AS {name}" for name in _SUCCESS_FIELDS) + ") AS f"
         with write_transaction(using), connection.cursor() as cursor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -11,6 +12,7 @@ import time
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -370,3 +372,48 @@ def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
         assert woken.wait(5)
     finally:
         listener.stop()
+
+
+# --- the README's examples -----------------------------------------------------------------------
+
+
+def readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Several workers and what each database guarantees\n")
+    end = text.index("\n## ", start + 1)
+    return re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
+
+
+def test_the_readme_rules_example_runs(db: None, clock: Clock) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_concurrency"}
+    exec(compile(readme_blocks()[0], "README.md", "exec"), namespace)
+    jobs = list(Job.objects.filter(task_name="readme_concurrency.sync_customer").order_by("id"))
+    assert [job.task_kwargs["customer_id"] for job in jobs] == [1, 2, 3, 4, 5]
+    assert [job.lock for job in jobs] == [None, "crm-api", "crm-api", "crm-api", None]
+    claimed = services.claim_jobs(now=clock(), limit=10)
+    # Priority first; one job of the lock group; the queueing-locked job.
+    assert [claim.record.task_kwargs["customer_id"] for claim in claimed] == [1, 2, 5]
+
+
+def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> None:
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    namespace: dict[str, Any] = {"BASE_DIR": tmp_path}
+    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
+    settings = {
+        **namespace["DATABASES"]["default"],
+        "TIME_ZONE": None,
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": False,
+        "AUTOCOMMIT": True,
+        "ATOMIC_REQUESTS": False,
+    }
+    wrapper = DatabaseWrapper(settings)
+    try:
+        wrapper.ensure_connection()
+        assert wrapper.transaction_mode == "IMMEDIATE"
+        with wrapper.cursor() as cursor:
+            cursor.execute("PRAGMA synchronous")
+            assert cursor.fetchone()[0] == 1  # NORMAL
+    finally:
+        wrapper.close()
