@@ -68,7 +68,8 @@ def short_error(error: str) -> str:
     return lines[0] if lines else "failed"
 
 
-def cell(values: list[float] | None, unit: str, error: str | None) -> tuple[str, str]:
+def cell(values: list[float] | None, unit: str, error: str | None, planned: int) -> tuple[str, str]:
+    """(median, "min - max"), the spread marked with the number of runs when fewer than planned."""
     if error:
         return "failed", "see below"
     if not values:
@@ -77,7 +78,10 @@ def cell(values: list[float] | None, unit: str, error: str | None) -> tuple[str,
     median = format_value(stats["median"], unit)
     if stats["rounds"] == 1:
         return median, "(1 run)"
-    return median, f"{format_value(stats['min'], unit)} - {format_value(stats['max'], unit)}"
+    spread = f"{format_value(stats['min'], unit)} - {format_value(stats['max'], unit)}"
+    if stats["rounds"] < planned:
+        spread += f" ({stats['rounds']} runs)"
+    return median, spread
 
 
 #: Figures of a step that failed; a step's figures start with its name (see bench.session).
@@ -128,6 +132,7 @@ def render(result: dict[str, Any]) -> str:
         f"memory: {options['memory_rounds']} round(s)"
     )
     lines.append("")
+    rounds = options["rounds"]
     header = ["figure", "unit"]
     for label in labels:
         header += [f"{label} median", "min - max"]
@@ -141,7 +146,8 @@ def render(result: dict[str, Any]) -> str:
             values = data.get("rounds", {}).get(figure.key)
             error = error_for(figure.key, data.get("errors", {}))
             present = present or bool(values) or bool(error)
-            row += list(cell(values, figure.unit, error))
+            planned = options["memory_rounds"] if figure.key.startswith("memory") else rounds
+            row += list(cell(values, figure.unit, error, planned))
         if present:
             lines.append("| " + " | ".join(row) + " |")
     for top, bottom, text in RATIOS:
@@ -150,10 +156,19 @@ def render(result: dict[str, Any]) -> str:
         for label in labels:
             values = ratio_rounds(databases[label].get("rounds", {}), top, bottom)
             present = present or bool(values)
-            row += list(cell(values, "ratio", None))
+            row += list(cell(values, "ratio", None, rounds))
         if present:
             lines.append("| " + " | ".join(row) + " |")
     for label in labels:
-        for step, error in databases[label].get("errors", {}).items():
+        data = databases[label]
+        for step, error in data.get("errors", {}).items():
             lines.append(f"\n{label} {step} failed: {short_error(error)}")
+        skipped = data.get("skipped_for_time", {})
+        if skipped:
+            shown = ", ".join(f"{step} {count}" for step, count in skipped.items())
+            lines.append(f"\n{label}: rounds skipped to keep within --time-limit: {shown}")
+        for note in data.get("notes", []):
+            lines.append(f"\n{label}: {note}")
+        if data.get("interrupted"):
+            lines.append(f"\n{label}: interrupted; later steps and databases were not measured")
     return "\n".join(lines)

@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--floor-jobs", type=positive_int, default=2000, help="jobs per floor loop (2000)"
     )
     parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=570,
+        help="seconds for the whole run (default 570; 0: none). Round 1 always runs in full; "
+        "later rounds skip steps that no longer fit, and the memory run stops at the limit",
+    )
+    parser.add_argument(
         "--pg-url",
         default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
         help="PostgreSQL server to create the bench database on (env BENCH_PG_URL; "
@@ -167,7 +174,11 @@ def machine() -> dict[str, Any]:
 
 
 def run_target(target: Target, config: dict[str, Any]) -> dict[str, Any]:
-    """Create, migrate, measure and drop one database; return its session result."""
+    """Create, migrate, measure and drop one database; return its session's results.
+
+    On Ctrl-C the session stops its workers; what it measured until then is returned with
+    ``interrupted`` set, and the database is dropped all the same.
+    """
     url = target.create()
     try:
         migrate(url)
@@ -175,23 +186,32 @@ def run_target(target: Target, config: dict[str, Any]) -> dict[str, Any]:
             config_path = Path(scratch) / "config.json"
             output_path = Path(scratch) / "result.json"
             config_path.write_text(json.dumps(config))
-            completed = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.session",
-                    "--config",
-                    str(config_path),
-                    "--output",
-                    str(output_path),
-                ],
+            command = [sys.executable, "-m", "bench.session", "--config", str(config_path)]
+            session = subprocess.Popen(
+                [*command, "--output", str(output_path)],
                 cwd=ROOT,
                 env={**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"},
-                check=False,
             )
-            if completed.returncode or not output_path.exists():
-                raise BenchError(f"the {target.label} session exited with {completed.returncode}")
+            interrupted = False
+            try:
+                code = session.wait()
+            except KeyboardInterrupt:
+                # The session got the same SIGINT: it stops its workers and exits.
+                interrupted = True
+                try:
+                    code = session.wait(30)
+                except subprocess.TimeoutExpired:
+                    session.kill()
+                    code = session.wait()
+            if not output_path.exists():
+                if interrupted:
+                    raise KeyboardInterrupt
+                raise BenchError(f"the {target.label} session exited with {code}")
             result: dict[str, Any] = json.loads(output_path.read_text())
+            if interrupted:
+                result["interrupted"] = True
+            elif code:
+                result["errors"]["session"] = f"the session exited with {code}"
             return result
     finally:
         target.drop()
@@ -215,19 +235,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"NOTICE: PostgreSQL at {args.pg_url} does not answer: skipped", file=sys.stderr)
     result: dict[str, Any] = {
         "meta": machine(),
-        "options": {**config, "databases": [target.label for target in targets]},
+        "options": {
+            **config,
+            "databases": [target.label for target in targets],
+            "time_limit_s": args.time_limit,
+        },
         "databases": {},
     }
     result["meta"]["started"] = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M")
-    failed = False
-    for target in targets:
+    failed = interrupted = False
+    for index, target in enumerate(targets):
         print(f"== {target.label} ==", file=sys.stderr, flush=True)
+        if args.time_limit:
+            # An equal share of what is left, less a margin for migrate and drop.
+            left = args.time_limit - (time.time() - started)
+            config["budget_s"] = max(left / (len(targets) - index) - 15, 1.0)
         try:
-            result["databases"][target.label] = run_target(target, config)
+            data = run_target(target, config)
         except BenchError as error:
             failed = True
             print(f"{target.label}: {error}", file=sys.stderr)
-            result["databases"][target.label] = {"errors": {"session": str(error)}}
+            data = {"errors": {"session": str(error)}}
+        except KeyboardInterrupt:
+            interrupted = True
+            break
+        result["databases"][target.label] = data
+        if data.get("interrupted"):
+            interrupted = True
+            break
     result["meta"]["duration_s"] = time.time() - started
     output = args.output or RESULTS_DIR / (
         "bench-" + datetime.fromtimestamp(started, UTC).strftime("%Y%m%d-%H%M%S") + ".json"
@@ -236,5 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(result, indent=2, default=str))
     print(render(result))
     print(f"\nfull results: {output}")
+    if interrupted:
+        print("interrupted: the table holds what was measured until then", file=sys.stderr)
+        return 130
     errors = any(data.get("errors") for data in result["databases"].values())
     return 1 if failed or errors else 0

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -329,40 +330,56 @@ def workload_punctuality(config: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def workload_memory(config: dict[str, Any]) -> dict[str, float]:
+def workload_memory(config: dict[str, Any], *, stop_at: float | None = None) -> dict[str, float]:
+    """Peak RSS of one burst worker draining ``memory_jobs`` jobs, and its growth.
+
+    ``stop_at`` (a ``time.monotonic()`` deadline, from ``--time-limit``) stops the worker
+    gracefully when the drain would overrun it; the figures then cover the jobs it did drain,
+    and ``extra:memory_jobs_done`` says how many.
+    """
     count = config["memory_jobs"]
     reset_queue()
     seed(bench_tasks.nothing, count)
     worker = WorkerProcess("--burst")
-    samples: list[tuple[float, int]] = []
+    samples: list[int] = []
     high_water = 0
+    hard_deadline = time.monotonic() + 120 + count / 10
+    stopped_early = False
     try:
-        deadline = time.monotonic() + 120 + count / 10
         while worker.process.poll() is None:
             reading = worker.memory_kib()
             if reading is not None:
-                samples.append((time.perf_counter(), reading[0]))
+                samples.append(reading[0])
                 high_water = max(high_water, reading[1])
-            if time.monotonic() > deadline:
+            if time.monotonic() > hard_deadline:
                 raise worker._failure("did not finish in time")
+            if stop_at is not None and time.monotonic() > stop_at:
+                stopped_early = True
+                worker.stop()
+                break
             time.sleep(config["memory_sample_interval"])
-        worker.wait(timeout=10)
+        if not stopped_early:
+            worker.wait(timeout=10)
     finally:
         worker.kill()
-    require_all_succeeded(bench_tasks.nothing.name, count, [worker])
+    done = status_counts(bench_tasks.nothing.name).get("succeeded", 0)
+    if not stopped_early:
+        require_all_succeeded(bench_tasks.nothing.name, count, [worker])
+    elif done < count // 5:
+        raise BenchError(f"the time limit stopped the memory run after {done} of {count} jobs")
     seconds, _ = run_span(bench_tasks.nothing.name)
     if len(samples) < 10:
         raise BenchError(f"only {len(samples)} RSS samples; the drain was too short to judge")
     # Growth: the RSS at the end against the RSS once the first tenth of the run is over
     # (start-up and the first claims have allocated what they need by then).
     tenth = len(samples) // 10
-    after_warm_up = sorted(rss for _, rss in samples[tenth : 2 * tenth])
-    at_end = sorted(rss for _, rss in samples[-tenth:])
-    peak = max(high_water, *(rss for _, rss in samples))
+    after_warm_up = sorted(samples[tenth : 2 * tenth])
+    at_end = sorted(samples[-tenth:])
     return {
-        "memory_peak": peak / 1024,
+        "memory_peak": max(high_water, *samples) / 1024,
         "memory_growth": (at_end[len(at_end) // 2] - after_warm_up[len(after_warm_up) // 2]) / 1024,
-        "extra:memory_drain_jobs_per_s": count / seconds,
+        "extra:memory_jobs_done": done,
+        "extra:memory_drain_jobs_per_s": done / seconds,
         "extra:memory_samples": len(samples),
     }
 
@@ -430,44 +447,109 @@ WORKLOADS: dict[str, dict[str, Callable[..., dict[str, float]]]] = {
     "retry": {"retry": workload_retry},
     "pickup": {"pickup": workload_pickup},
     "punctuality": {"punctuality": workload_punctuality},
-    "memory": {"memory": workload_memory},
 }
 
 
-def run_session(config: dict[str, Any]) -> dict[str, Any]:
-    settings = database_settings()
-    rounds: dict[str, list[float]] = {}
-    errors: dict[str, str] = {}
-    for round_number in range(1, config["rounds"] + 1):
-        for workload in config["workloads"]:
-            if workload == "memory" and round_number > config["memory_rounds"]:
-                continue
-            for step, function in WORKLOADS[workload].items():
-                if step in errors:
-                    continue  # a step that failed once is not tried again in later rounds
-                started = time.perf_counter()
-                try:
-                    arguments = (config, settings) if step == "floor" else (config,)
-                    figures = function(*arguments)
-                except Exception as error:
-                    errors[step] = f"{type(error).__name__}: {error}"
-                    log(f"{step} round {round_number} FAILED: {errors[step]}")
-                    if not isinstance(error, BenchError):
-                        traceback.print_exc()
+class Session:
+    """Runs the steps round by round within the time budget, saving results after each step.
+
+    Round 1 always runs in full, so every figure has a value. Later rounds run a step only if
+    its round-1 duration still fits before the deadline, keeping back the time the memory run
+    is expected to need; the memory run comes last and is stopped at the deadline.
+    """
+
+    def __init__(self, config: dict[str, Any], output: Path) -> None:
+        self.config = config
+        self.output = output
+        budget = config.get("budget_s")
+        self.deadline = time.monotonic() + budget if budget else None
+        self.durations: dict[str, float] = {}
+        self.result: dict[str, Any] = {
+            "settings": database_settings(),
+            "rounds": {},
+            "errors": {},
+            "skipped_for_time": {},
+            "notes": [],
+        }
+
+    def save(self) -> None:
+        self.output.write_text(json.dumps(self.result, indent=2, default=str))
+
+    def memory_reserve(self) -> float:
+        """Seconds the memory run is expected to take, from the drain rate measured so far."""
+        if "memory" not in self.config["workloads"]:
+            return 0.0
+        rates = self.result["rounds"].get("drain_c1")
+        if not rates:
+            return 30.0
+        return self.config["memory_jobs"] / statistics.median(rates) + 15
+
+    def fits(self, step: str, reserve: float) -> bool:
+        if self.deadline is None:
+            return True
+        needed = self.durations.get(step, 0.0) + reserve
+        return time.monotonic() + needed <= self.deadline
+
+    def run_step(
+        self, step: str, function: Callable[..., dict[str, float]], round_number: int
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            figures = function()
+        except Exception as error:
+            self.result["errors"][step] = f"{type(error).__name__}: {error}"
+            log(f"{step} round {round_number} FAILED: {self.result['errors'][step]}")
+            if not isinstance(error, BenchError):
+                traceback.print_exc()
+            return
+        finally:
+            self.durations.setdefault(step, time.perf_counter() - started)
+        for figure, value in figures.items():
+            self.result["rounds"].setdefault(figure, []).append(value)
+        shown = ", ".join(
+            f"{figure} {value:.1f}" for figure, value in figures.items() if ":" not in figure
+        )
+        log(f"{step} round {round_number} ({time.perf_counter() - started:.0f} s): {shown}")
+        self.save()
+
+    def skip(self, step: str) -> None:
+        skipped = self.result["skipped_for_time"]
+        skipped[step] = skipped.get(step, 0) + 1
+        self.save()
+
+    def run(self) -> None:
+        config, settings = self.config, self.result["settings"]
+        for round_number in range(1, config["rounds"] + 1):
+            for workload in config["workloads"]:
+                if workload == "memory":
                     continue
-                for figure, value in figures.items():
-                    rounds.setdefault(figure, []).append(value)
-                shown = ", ".join(
-                    f"{figure} {value:.1f}"
-                    for figure, value in figures.items()
-                    if ":" not in figure
+                for step, function in WORKLOADS[workload].items():
+                    if step in self.result["errors"]:
+                        continue  # a step that failed once is not tried again
+                    if round_number > 1 and not self.fits(step, self.memory_reserve()):
+                        self.skip(step)
+                        continue
+                    arguments = (config, settings) if step == "floor" else (config,)
+                    self.run_step(step, partial(function, *arguments), round_number)
+        if "memory" in config["workloads"]:
+            stop_at = self.deadline
+            for round_number in range(1, config["memory_rounds"] + 1):
+                if "memory" in self.result["errors"]:
+                    break
+                if round_number > 1 and not self.fits("memory", 0.0):
+                    self.skip("memory")
+                    continue
+                self.run_step(
+                    "memory", partial(workload_memory, config, stop_at=stop_at), round_number
                 )
-                log(
-                    f"{step} round {round_number}/{config['rounds']} "
-                    f"({time.perf_counter() - started:.0f} s): {shown}"
+            done = self.result["rounds"].get("extra:memory_jobs_done", [])
+            if any(jobs < config["memory_jobs"] for jobs in done):
+                self.result["notes"].append(
+                    f"the time limit stopped the memory run after {min(done):,.0f} of "
+                    f"{config['memory_jobs']:,} jobs"
                 )
-    reset_queue()
-    return {"settings": settings, "rounds": rounds, "errors": errors}
+        reset_queue()
+        self.save()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,8 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="where to write this session's JSON")
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text())
-    result = run_session(config)
-    Path(args.output).write_text(json.dumps(result, indent=2, default=str))
+    Session(config, Path(args.output)).run()
     return 0
 
 
