@@ -1,0 +1,60 @@
+"""The Python examples of the README's Admin section run as written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+
+from django_retrytasks import services
+from django_retrytasks.models import Job, JobStatus, Outcome
+
+from .admin_jobs import worker_at
+from .conftest import Clock
+from .test_readme import python_blocks
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def readme() -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "readme_admin"}
+    reindex_example, group_example = python_blocks("Admin")
+    exec(compile(reindex_example, "README.md", "exec"), namespace)
+    namespace["group_example"] = compile(group_example, "README.md", "exec")
+    return namespace
+
+
+def test_the_operators_group_gets_the_admin_permissions(readme: dict[str, Any]) -> None:
+    exec(readme["group_example"], dict(readme))
+    codenames = set(
+        Group.objects.get(name="Job operators").permissions.values_list("codename", flat=True)
+    )
+    assert codenames == {
+        "view_job",
+        "view_worker",
+        "retry_job",
+        "cancel_job",
+        "abort_job",
+        "delete_job",
+    }
+
+
+def test_the_reindex_example_stops_when_asked_and_is_not_retried(
+    readme: dict[str, Any], clock: Clock
+) -> None:
+    job_id = readme["reindex"].defer(shard_ids=[1, 2, 3])
+    [claim] = services.claim_jobs(now=clock.now, limit=1)
+    services.request_abort([job_id])
+    worker_at(clock.now).process(claim)
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.ABORTED  # although the task has retry=5
+    attempt = job.attempt_history.get()
+    assert (attempt.outcome, attempt.error_type) == (Outcome.ABORTED, "readme_admin.Stopped")
+    assert attempt.error_message == "stopped before shard 1"
+
+    untouched = readme["reindex"].defer(shard_ids=[1, 2, 3])
+    [claim] = services.claim_jobs(now=clock.now, limit=1)
+    worker_at(clock.now).process(claim)
+    assert Job.objects.get(pk=untouched).status == JobStatus.SUCCEEDED
