@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -30,6 +31,15 @@ from django.views.decorators.http import require_POST
 from django_retrytasks import conf, dashboard, services, tasks
 from django_retrytasks.models import Attempt, Job, JobStatus, Worker
 from django_retrytasks.retry import RetryStrategy
+
+try:  # Django >= 6.1 offers actions on the object's own page too.
+    from django.contrib.admin.options import ActionLocation
+
+    ON_LIST_AND_JOB_PAGE: dict[str, Any] = {
+        "location": [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+    }
+except ImportError:  # pragma: no cover - older Django: the actions are on the list only
+    ON_LIST_AND_JOB_PAGE = {}
 
 #: How many runs ahead the job page previews.
 PREVIEW_RUNS = 5
@@ -489,27 +499,87 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
 
     # --- actions: each one through services, each one reporting what it did ---------------
 
-    @admin.action(description="Retry now", permissions=["retry"])
+    def run_action(
+        self,
+        request: HttpRequest,
+        job_ids: Sequence[int],
+        service: Callable[[list[int]], services.ActionReport],
+        *,
+        action: str,
+        done_text: str,
+        log_flag: int = CHANGE,
+    ) -> services.ActionReport:
+        """Run a service on jobs, say what it did, and record it in each job's admin history."""
+        ids = list(job_ids)
+        jobs_by_id = {job.pk: job for job in Job.objects.filter(pk__in=ids).only("id", "task_name")}
+        report = service(ids)
+        report_action(request, action, done_text, report)
+        changed = [jobs_by_id[job_id] for job_id in report.done if job_id in jobs_by_id]
+        if changed and request.user.pk is not None:  # the admin only lets staff in
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=changed,
+                action_flag=log_flag,
+                change_message=action,
+            )
+        return report
+
+    @staticmethod
+    def selected_ids(queryset: QuerySet[Job]) -> list[int]:
+        return list(queryset.values_list("pk", flat=True))
+
+    @admin.action(description="Retry now", permissions=["retry"], **ON_LIST_AND_JOB_PAGE)
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        report = services.retry_now(list(queryset.values_list("pk", flat=True)))
-        report_action(request, "Retry now", "will run at once", report)
-
-    @admin.action(description="Cancel", permissions=["cancel"])
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        report = services.cancel(list(queryset.values_list("pk", flat=True)))
-        report_action(request, "Cancel", "cancelled", report)
-
-    @admin.action(description="Abort", permissions=["abort"])
-    def abort(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        report = services.request_abort(list(queryset.values_list("pk", flat=True)))
-        report_action(
-            request, "Abort", "asked to stop (they end aborted when their task gives up)", report
+        self.run_action(
+            request,
+            self.selected_ids(queryset),
+            services.retry_now,
+            action="Retry now",
+            done_text="will run at once",
         )
 
-    @admin.action(description="Delete (finished jobs only)", permissions=["delete_finished"])
-    def delete_finished(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        report = services.delete_finished(list(queryset.values_list("pk", flat=True)))
-        report_action(request, "Delete", "deleted with their history", report)
+    @admin.action(description="Cancel", permissions=["cancel"], **ON_LIST_AND_JOB_PAGE)
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self.run_action(
+            request,
+            self.selected_ids(queryset),
+            services.cancel,
+            action="Cancel",
+            done_text="cancelled",
+        )
+
+    @admin.action(description="Abort", permissions=["abort"], **ON_LIST_AND_JOB_PAGE)
+    def abort(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self.run_action(
+            request,
+            self.selected_ids(queryset),
+            services.request_abort,
+            action="Abort",
+            done_text="asked to stop (they end aborted when their task gives up)",
+        )
+
+    @admin.action(
+        description="Delete (finished jobs only)",
+        permissions=["delete_finished"],
+        **ON_LIST_AND_JOB_PAGE,
+    )
+    def delete_finished(
+        self, request: HttpRequest, queryset: QuerySet[Job]
+    ) -> HttpResponseRedirect | None:
+        report = self.run_action(
+            request,
+            self.selected_ids(queryset),
+            services.delete_finished,
+            action="Delete",
+            done_text="deleted with their history",
+            log_flag=DELETION,
+        )
+        on_job_page = request.resolver_match and request.resolver_match.url_name == (
+            "django_retrytasks_job_change"
+        )
+        if report.done and on_job_page:
+            return HttpResponseRedirect(reverse("admin:django_retrytasks_job_changelist"))
+        return None
 
     # --- the dashboard ----------------------------------------------------------------------
 
@@ -567,9 +637,14 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
                 task_name=task_name, error_type=error_type, since=since
             ).values_list("pk", flat=True)
         )
-        report = services.retry_now(ids)
         if ids:
-            report_action(request, f"Retry {task_name} / {error_type}", "will run at once", report)
+            self.run_action(
+                request,
+                ids,
+                services.retry_now,
+                action=f"Retry {task_name} / {error_type}",
+                done_text="will run at once",
+            )
         else:
             messages.warning(
                 request,

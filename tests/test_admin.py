@@ -63,15 +63,7 @@ def run_action(client: Client, action: str, ids: list[int]) -> list[str]:
 
 
 def staff_with(django_user_model: type[User], *codenames: str) -> Client:
-    user = django_user_model.objects.create_user(username="operator", password="pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="django_retrytasks", codename__in=codenames
-        )
-    )
-    client = Client()
-    client.force_login(user)
-    return client
+    return staff_with_name(django_user_model, "operator", *codenames)
 
 
 # --- every page renders -----------------------------------------------------------------------
@@ -614,3 +606,92 @@ def test_relative_times_read_like_a_person_would_say_them(seconds: float, text: 
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert relative_text(now + timedelta(seconds=seconds), now) == text
+
+
+# --- actions on the job page (Django >= 6.1) ------------------------------------------------------
+
+
+def run_job_page_action(client: Client, action: str, job_id: int) -> Any:
+    page = reverse("admin:django_retrytasks_job_change", args=[job_id])
+    return client.post(
+        page, {"CHANGE_FORM-action": action, "_selected_action": str(job_id)}, follow=True
+    )
+
+
+def test_the_job_page_offers_the_actions_the_user_may_run(
+    django_user_model: type[User], jobs: JobsInEveryState
+) -> None:
+    page = reverse("admin:django_retrytasks_job_change", args=[jobs.failed])
+    client = staff_with(django_user_model, "view_job", "retry_job")
+    choices = client.get(page).context["action_form"].fields["action"].choices
+    assert [name for name, _ in choices][1:] == ["retry_now"]
+    viewer = staff_with_name(django_user_model, "viewer", "view_job")
+    assert viewer.get(page).context["action_form"] is None
+
+
+def staff_with_name(django_user_model: type[User], name: str, *codenames: str) -> Client:
+    user = django_user_model.objects.create_user(username=name, is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="django_retrytasks", codename__in=codenames
+        )
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_retry_now_and_delete_from_the_job_page(
+    admin_client: Client, jobs: JobsInEveryState
+) -> None:
+    response = run_job_page_action(admin_client, "retry_now", jobs.failed)
+    assert response.redirect_chain[-1][0] == reverse(
+        "admin:django_retrytasks_job_change", args=[jobs.failed]
+    )
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Retry now: 1 job will run at once (#{jobs.failed})."
+    ]
+    assert status(jobs.failed) == JobStatus.TODO
+
+    response = run_job_page_action(admin_client, "abort", jobs.waiting)
+    assert [str(m) for m in response.context["messages"]] == [
+        "Abort: no job changed.",
+        f"Abort: skipped 1 job because it is todo, not running: #{jobs.waiting}.",
+    ]
+    assert not Job.objects.get(pk=jobs.waiting).abort_requested
+
+    response = run_job_page_action(admin_client, "delete_finished", jobs.succeeded)
+    assert response.redirect_chain[-1][0] == reverse(CHANGELIST)
+    assert not Job.objects.filter(pk=jobs.succeeded).exists()
+    # Another job's id with the page's own action is refused.
+    page = reverse("admin:django_retrytasks_job_change", args=[jobs.cancelled])
+    response = admin_client.post(
+        page, {"CHANGE_FORM-action": "retry_now", "_selected_action": str(jobs.aborted)}
+    )
+    assert response.status_code == 400
+    assert status(jobs.aborted) == JobStatus.ABORTED
+
+
+def test_a_view_only_user_cannot_post_an_action_to_the_job_page(
+    django_user_model: type[User], jobs: JobsInEveryState
+) -> None:
+    client = staff_with(django_user_model, "view_job")
+    response = run_job_page_action(client, "retry_now", jobs.failed)
+    assert response.status_code == 403
+    assert status(jobs.failed) == JobStatus.FAILED
+
+
+def test_actions_are_recorded_in_each_jobs_admin_history(
+    admin_client: Client, jobs: JobsInEveryState
+) -> None:
+    from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+
+    run_action(admin_client, "retry_now", [jobs.failed, jobs.running])
+    run_action(admin_client, "delete_finished", [jobs.succeeded])
+    entries = {
+        (int(entry.object_id), entry.action_flag, entry.change_message)
+        for entry in LogEntry.objects.all()
+    }
+    assert entries == {(jobs.failed, CHANGE, "Retry now"), (jobs.succeeded, DELETION, "Delete")}
+    history = admin_client.get(reverse("admin:django_retrytasks_job_history", args=[jobs.failed]))
+    assert "Retry now" in history.content.decode()
