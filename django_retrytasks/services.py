@@ -1062,6 +1062,23 @@ def lost_runs(*, stale_before: datetime, using: str = DEFAULT_DB) -> list[LostRu
     ]
 
 
+def take_lost_run(lost: LostRun, *, worker_id: int | None, using: str = DEFAULT_DB) -> bool:
+    """Make ``worker_id`` the one recovering a lost run; False if another worker took it first.
+
+    So that two live workers finding the same lost run do not both report its recovery.
+    Should this worker die too before recording it, the run is found lost again.
+    """
+    dead = lost.claim.worker_id
+    same_worker = Q(worker__isnull=True) if dead is None else Q(worker_id=dead)
+    still_lost = Job.objects.using(using).filter(
+        same_worker,
+        pk=lost.claim.record.id,
+        status=JobStatus.DOING,
+        started_at=lost.claim.started_at,
+    )
+    return bool(still_lost.update(worker_id=worker_id))
+
+
 def forget_dead_workers(*, stale_before: datetime, using: str = DEFAULT_DB) -> int:
     """Delete the rows of workers silent since ``stale_before`` that run nothing any more."""
     running = Job.objects.using(using).filter(status=JobStatus.DOING, worker__isnull=False)

@@ -219,6 +219,10 @@ class Worker:
                 thread.join()
             else:
                 thread.join(max((waited_until - timezone.now()).total_seconds(), 0))
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        # Last before exiting: a run returned to the queue keeps running on its thread
+        # until the process ends, so that moment must be as short as it can be.
         with self._lock:
             unfinished = list(self._running.values())
         for claim in unfinished:
@@ -230,8 +234,6 @@ class Worker:
                     claim.record.id,
                     extra=self._log_extra(claim, action="interrupt_error"),
                 )
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
         try:
             self._unregister()
         except outages.OUTAGE_ERRORS:
@@ -397,6 +399,8 @@ class Worker:
         stale_before = now - timedelta(seconds=self.heartbeat_timeout)
         recovered = 0
         for lost in services.lost_runs(stale_before=stale_before, using=self.using):
+            if not services.take_lost_run(lost, worker_id=self.worker_id, using=self.using):
+                continue  # another live worker is recovering it
             claim = lost.claim
             worker_text = f"worker {lost.worker_name!r}" if lost.worker_name else "its worker"
             logger.warning(

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -314,6 +315,24 @@ def test_a_finished_run_resets_the_count_of_losses(clock: Clock) -> None:
     assert run_due_jobs(now=clock()) == 1
     job.refresh_from_db()
     assert (job.status, job.attempts, job.consecutive_losses) == ("succeeded", 2, 0)
+
+
+@pytest.mark.django_db
+def test_two_workers_finding_the_same_lost_run_recover_it_once(clock: Clock) -> None:
+    job_id = tasks.noop.defer()
+    services.claim_jobs(now=clock(), limit=1)  # by a process that then died
+    first, second = (
+        services.register_worker(
+            name=name, host="h", pid=1, queues=[], concurrency=1, now=clock.advance(seconds=5)
+        )
+        for name in ("first", "second")
+    )
+    stale_before = clock() - timedelta(seconds=1)
+    [found_by_first] = services.lost_runs(stale_before=stale_before)
+    [found_by_second] = services.lost_runs(stale_before=stale_before)
+    assert services.take_lost_run(found_by_first, worker_id=first)
+    assert not services.take_lost_run(found_by_second, worker_id=second)
+    assert Job.objects.get(pk=job_id).worker_id == first
 
 
 @pytest.mark.django_db
