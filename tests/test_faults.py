@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ import pytest
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.utils import timezone
 
 from django_retrytasks import services
@@ -169,12 +171,40 @@ def test_job_of_a_killed_worker_is_recovered_as_lost_then_succeeds(workers: Star
     assert not Worker.objects.exists()
 
 
+def freeze(worker: WorkerProcess) -> None:
+    """SIGSTOP the worker at a moment it holds no SQLite write lock.
+
+    A process frozen inside a write transaction blocks every writer of a SQLite
+    database until it runs again (see the README); here we test a worker frozen between
+    two statements, so on SQLite we stop it again until the database stays writable.
+    """
+    for _ in range(100):
+        worker.signal(signal.SIGSTOP)
+        if ON_POSTGRES or sqlite_is_writable():
+            return
+        worker.signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the worker always held the SQLite write lock")
+
+
+def sqlite_is_writable() -> bool:
+    probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=0.5)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
 @subprocess_db
 def test_a_frozen_worker_taken_for_dead_comes_back_without_a_second_outcome(
     workers: StartWorker, tmp_path: Path
 ) -> None:
     flag, job_id, frozen = start_long_job(workers, tmp_path, "frozen", *FAST_HEARTBEAT)
-    frozen.signal(signal.SIGSTOP)  # a long GC pause, a suspended VM
+    freeze(frozen)  # a long GC pause, a suspended VM
     try:
         other = workers("other", *FAST_HEARTBEAT)
         wait_for(lambda: outcomes(job_id) == ["lost"], what="the frozen worker's run recovered")
