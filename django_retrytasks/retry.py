@@ -408,6 +408,8 @@ class RetryStrategy(BaseRetryStrategy):
         return not self.jitter
 
     def schedule_preview(self, *, attempts: int, count: int) -> list[float] | None:
+        if not self.is_deterministic:
+            return None  # jitter draws each wait when the failure happens
         waits = []
         for done in range(attempts, attempts + count):
             if self.max_attempts is not None and done >= self.max_attempts:

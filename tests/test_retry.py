@@ -256,6 +256,10 @@ def test_last_attempt_recipe_and_helper() -> None:
     assert [filtered.is_last_attempt(job(a)) for a in range(4)] == [False, False, False, True]
 
 
+def test_schedule_preview_is_none_with_jitter() -> None:
+    assert RetryStrategy(wait=10, jitter=0.1).schedule_preview(attempts=0, count=3) is None
+
+
 def test_schedule_preview() -> None:
     assert RetryStrategy(max_attempts=3, exponential_wait=2).schedule_preview(
         attempts=0, count=5
