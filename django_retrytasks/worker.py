@@ -113,6 +113,7 @@ class Worker:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._commit_watcher = notify.CommitWatcher.for_database(using)
         self._heartbeat: heartbeat.Heartbeat | None = None
         self._registration_lock = threading.Lock()
         self._last_prune = -math.inf
@@ -195,7 +196,14 @@ class Worker:
                 # Only jobs due now count: wait for a runner (its retry may be due at once).
                 self._wake.wait(self.polling_interval)
                 continue
-            self._wake.wait(self._idle_wait(now))
+            self._wait_idle(self._idle_wait(now))
+
+    def _wait_idle(self, seconds: float) -> None:
+        """Sleep until woken or ``seconds`` passed; on SQLite, also until another commit."""
+        if self._commit_watcher is None:
+            self._wake.wait(seconds)
+        else:
+            self._commit_watcher.wait(self._wake, seconds)
 
     def _idle_wait(self, now: datetime) -> float:
         """Seconds until the next waiting job is due, ``polling_interval`` at most.

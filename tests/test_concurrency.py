@@ -166,6 +166,18 @@ def test_claims_are_limited_to_the_free_slots_in_one_statement(db: None, clock: 
     assert services.claim_jobs(now=clock(), limit=10) == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_skips_the_disk_flush_for_its_own_commit_only(clock: Clock) -> None:
+    noop.batch_defer({}, {})
+    assert len(services.claim_jobs(now=clock(), limit=1)) == 1
+    assert len(services.claim_jobs(now=clock(), limit=1)) == 1  # prepared on PostgreSQL
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"  # the session's own setting is untouched
+    assert Job.objects.filter(status=JobStatus.DOING).count() == 2
+
+
 def test_one_claim_takes_one_job_per_lock_group(db: None, clock: Clock) -> None:
     first, second = noop.configure(lock="L").batch_defer({}, {})
     other = noop.configure(lock="M").defer()
@@ -372,6 +384,28 @@ def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
         assert woken.wait(5)
     finally:
         listener.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_sqlite_worker_sees_commits_of_other_processes() -> None:
+    watcher = notify.CommitWatcher.for_database("default")
+    if connection.vendor != "sqlite":
+        assert watcher is None  # PostgreSQL has LISTEN/NOTIFY
+        return
+    assert watcher is not None
+    woken = threading.Event()
+    assert not watcher.wait(woken, 0.05)  # nothing committed: it sleeps its time
+
+    def defer_elsewhere() -> None:
+        time.sleep(0.05)
+        noop.defer()  # another connection, as another process would be
+        connection.close()
+
+    other = threading.Thread(target=defer_elsewhere)
+    other.start()
+    assert watcher.wait(woken, 30)
+    other.join()
+    assert Job.objects.count() == 1
 
 
 # --- the README's examples -----------------------------------------------------------------------
