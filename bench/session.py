@@ -561,7 +561,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="where to write this session's JSON")
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text())
-    Session(config, Path(args.output)).run()
+    try:
+        Session(config, Path(args.output)).run()
+    except KeyboardInterrupt:
+        return 130  # workers were stopped by the finally blocks; results so far are saved
     return 0
 
 
