@@ -16,6 +16,8 @@ are checked from what the tasks did, not only from what the database says.
 
     python bench/chaos.py                                   # SQLite file in /tmp
     python bench/chaos.py --database-url postgres://postgres@127.0.0.1:5432/rt_chaos
+
+The PostgreSQL database named in the URL is DROPPED and created again: give it a scratch name.
 """
 
 from __future__ import annotations
@@ -166,7 +168,12 @@ def overlapping(runs: list[Run], killed: dict[int, tuple[float, str]], now: floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=None, help="default: a SQLite file in /tmp")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a SQLite file or a PostgreSQL database, DROPPED and created again "
+        "(default: a new SQLite file in /tmp)",
+    )
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=2)
