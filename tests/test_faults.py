@@ -53,7 +53,12 @@ class WorkerProcess:
     def __init__(self, log_dir: Path, name: str, *args: str, url: str | None = None) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        env = {**os.environ, "DATABASE_URL": url or database_url(), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url or database_url(),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",  # SIGABRT prints every thread's stack (see wait())
+        }
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / "manage.py"), "runworker", "--name", name, *args],
@@ -74,8 +79,12 @@ class WorkerProcess:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.process.send_signal(signal.SIGABRT)  # where is it stuck? into the log
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
             raise AssertionError(f"worker {self.name} did not exit; its log:\n{self.log}") from None
 
     def stop(self) -> int:
