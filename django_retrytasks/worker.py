@@ -116,6 +116,7 @@ class Worker:
         self._commit_watcher = notify.CommitWatcher.for_database(using)
         self._heartbeat: heartbeat.Heartbeat | None = None
         self._registration_lock = threading.Lock()
+        self._signal_received = threading.Event()
         self._last_prune = -math.inf
 
     # --- lifecycle --------------------------------------------------------------------
@@ -163,6 +164,7 @@ class Worker:
             services.remove_wake_callback(self._wake.set)
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
+            self._signal_received.set()  # lets the watcher thread end
             logger.info(
                 "Worker %s stopped", self.name, extra={"action": "worker_stop", "worker": self.name}
             )
@@ -318,9 +320,20 @@ class Worker:
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous: dict[int, Any] = {}
+        # The handler runs on the main thread between two bytecodes, possibly while that
+        # thread holds the lock inside ``self._wake`` (Event.wait). Setting that event from
+        # the handler would then deadlock, so the handler only sets an event the main thread
+        # never waits on, and a watcher thread does the stopping.
+        received = self._signal_received
+
+        def watch() -> None:
+            received.wait()
+            self.stop()
+
+        threading.Thread(target=watch, name=f"{self.name}-signals", daemon=True).start()
 
         def handle(signum: int, frame: FrameType | None) -> None:
-            if self._stopping.is_set():
+            if received.is_set():
                 logger.warning(
                     "Second signal %s: exiting at once; running jobs will be recovered",
                     signum,
@@ -332,7 +345,7 @@ class Worker:
                 signum,
                 extra={"action": "worker_stopping", "worker": self.name},
             )
-            self.stop()
+            received.set()
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, handle)
