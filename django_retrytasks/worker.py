@@ -118,6 +118,7 @@ class Worker:
         self._registration_lock = threading.Lock()
         self._signal_received = threading.Event()
         self._last_prune = -math.inf
+        self._prune_interval: float | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -127,6 +128,8 @@ class Worker:
         self._wake.set()
 
     def run(self) -> None:
+        # Read once: the claim loop would otherwise read Django's settings on every pass.
+        self._prune_interval = conf.get_settings().prune_interval
         previous_handlers = self._install_signals() if self.install_signal_handlers else {}
         services.add_wake_callback(self._wake.set)
         self._register()
@@ -372,7 +375,8 @@ class Worker:
         """Called by the claim loop; the heartbeat runs on its own thread (see :meth:`_beat`)."""
         if self._heartbeat is not None and not self._heartbeat.is_alive():
             logger.error("The heartbeat thread stopped", extra={"action": "heartbeat_dead"})
-        self._prune_if_due(self.clock())
+        if self._prune_interval is not None:
+            self._prune_if_due(self.clock())
 
     def _beat(self) -> None:
         """One heartbeat (on the heartbeat thread): mark this worker alive, recover lost runs."""
@@ -397,7 +401,7 @@ class Worker:
 
     def _prune_if_due(self, now: datetime) -> None:
         """Delete one small batch of expired finished jobs every RETRYTASKS_PRUNE_INTERVAL."""
-        interval = conf.get_settings().prune_interval
+        interval = self._prune_interval
         if interval is None or time.monotonic() - self._last_prune < interval:
             return
         self._last_prune = time.monotonic()
@@ -463,7 +467,9 @@ class Worker:
                     self._running[claim.record.id] = claim
                 try:
                     self.process(claim)
-                except Exception:
+                except BaseException:
+                    # Whatever escapes, this thread must live on: a dead runner would keep
+                    # its slot counted as busy and the worker would stop taking jobs.
                     logger.exception(
                         "Could not record the outcome of job %s; it stays running and will be "
                         "recovered",
