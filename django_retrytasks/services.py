@@ -239,6 +239,9 @@ def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[s
                   AND o.status IN ('todo', 'doing') AND o.lock IS NOT NULL
             )
         ))"""
+    if vendor == "postgresql":
+        # The same rule in a function (migration 0004), which the planner need not plan.
+        lock_filter = "AND (j.lock IS NULL OR django_retrytasks_lock_is_free(j.lock, j.id))"
     skip_locked = "FOR UPDATE OF j SKIP LOCKED" if vendor == "postgresql" else ""
     index_hint = ""
     if vendor == "sqlite" and (not queues or len(queues) == 1):
