@@ -544,7 +544,11 @@ if ON_POSTGRES:  # SQLite has no connection to cut; every other fault runs on bo
 
             wait_for(lambda: succeeded() >= 10, what="some jobs done before the outage")
             proxy.cut()
-            time.sleep(1.0)  # jobs finish meanwhile; their outcomes wait for the database
+            # Keep the database away until the worker has met the outage (no fixed wait).
+            wait_for(
+                lambda: "Database unavailable" in worker.log or "Heartbeat failed" in worker.log,
+                what="the worker to meet the outage",
+            )
             proxy.restore()
             wait_for(lambda: succeeded() == len(job_ids), timeout=30, what="every job done")
             assert worker.stop() == 0
