@@ -469,7 +469,7 @@ def run_job(worker: Worker, claim: services.Claim) -> None:
         # No counted run before (the common first run): no attempt row to read for the
         # result the task sees (only an interrupted or snoozed run's start would be missing).
         history=_history(record.id, worker.using) if record.attempts else [],
-        running=(claim.started_at, worker.name),
+        running=(claim.run_started_at, worker.name),
         alias=claim.backend,
     )
     # Sent robustly, as the worker's own signals: a failing receiver is logged, the job goes on.
@@ -485,8 +485,8 @@ def run_job(worker: Worker, claim: services.Claim) -> None:
         # Inside the handler: task_finished (sent when this ends the job) logs the traceback.
         worker.record_failed_run(claim, error)
         return
-    finished_at = worker.record_successful_run(claim, return_value)
-    if finished_at is not None:
+
+    def send_finished(finished_at: datetime) -> None:
         # The running result plus what the success wrote: no need to read the job back.
         for name, value in (
             ("status", TaskResultStatus.SUCCESSFUL),
@@ -495,6 +495,8 @@ def run_job(worker: Worker, claim: services.Claim) -> None:
         ):
             object.__setattr__(task_result, name, value)
         signals.send(task_finished, sender=type(backend), task_result=task_result)
+
+    worker.record_successful_run(claim, return_value, then=send_finished)
 
 
 def retry_strategy_for(claim: services.Claim) -> BaseRetryStrategy | None:

@@ -75,26 +75,43 @@ def remove_triggers(apps: Any, schema_editor: Any) -> None:
 
 
 class Listener:
-    """A thread that LISTENs on its own connection and calls ``wake`` for relevant jobs."""
+    """A thread that LISTENs on its own connection and calls ``notified`` for relevant jobs.
+
+    ``notified`` gets the listening connection (a Django ``DatabaseWrapper`` in autocommit)
+    and may run statements on it: its server process has just sent the notification and
+    answers faster than one that has been idle (on the 2-core bench machine, a claim there
+    took 0.6 ms instead of 1.7). It defaults to calling ``wake``.
+    """
 
     def __init__(
-        self, *, using: str, queues: Sequence[str] | None, wake: Callable[[], None]
+        self,
+        *,
+        using: str,
+        queues: Sequence[str] | None,
+        wake: Callable[[], None],
+        notified: Callable[[Any], None] | None = None,
     ) -> None:
         self.using = using
         self.queues = frozenset(queues) if queues else None
         self.wake = wake
+        self.notified = notified or (lambda connection: wake())
         self.listening = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retrytasks-listener", daemon=True)
 
     @classmethod
     def start_for(
-        cls, *, using: str, queues: Sequence[str] | None, wake: Callable[[], None]
+        cls,
+        *,
+        using: str,
+        queues: Sequence[str] | None,
+        wake: Callable[[], None],
+        notified: Callable[[Any], None] | None = None,
     ) -> Listener | None:
         """Start listening if the database can (PostgreSQL); else return ``None``."""
         if connections[using].vendor != "postgresql":
             return None
-        listener = cls(using=using, queues=queues, wake=wake)
+        listener = cls(using=using, queues=queues, wake=wake, notified=notified)
         listener._thread.start()
         return listener
 
@@ -116,9 +133,14 @@ class Listener:
                 # Jobs may have come while we were not listening: look once.
                 self.wake()
                 while not self._stop.is_set():
-                    for notification in raw.notifies(timeout=STOP_CHECK_SECONDS):
+                    relevant = False
+                    # Ends after the first packet with a notification, so that ``notified``
+                    # may use the connection; what arrives meanwhile is kept for the next.
+                    for notification in raw.notifies(timeout=STOP_CHECK_SECONDS, stop_after=1):
                         if self.queues is None or notification.payload in self.queues:
-                            self.wake()
+                            relevant = True
+                    if relevant and not self._stop.is_set():
+                        self.notified(wrapper)
             except Exception as error:
                 self.listening.clear()
                 wait = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]

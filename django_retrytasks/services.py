@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -186,10 +186,33 @@ def _send_deferred(records: list[jobs.Job]) -> None:
 
 
 def _insert(rows: list[Job], using: str) -> list[Job]:
+    if len(rows) == 1 and connections[using].features.can_return_columns_from_insert:
+        return [_insert_one(rows[0], using)]
     if len(rows) == 1:
         rows[0].save(using=using, force_insert=True)
         return rows
     return Job.objects.using(using).bulk_create(rows)
+
+
+def _insert_one(row: Job, using: str) -> Job:
+    """Store one job with one prepared statement.
+
+    ``defer`` runs in the caller's request: ``Model.save`` spent more time in Python than
+    the database spent storing the row. Like ``bulk_create``, this sends no model signals.
+    """
+    connection = connections[using]
+    fields = [field for field in Job._meta.local_concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(Job._meta.db_table)} "
+        f"({', '.join(quote(str(field.column)) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(str(Job._meta.pk.column))}"
+    )
+    params = [field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields]
+    ((row.pk,),) = _execute_prepared(connection, sql, params)
+    row._state.adding = False
+    row._state.db = using
+    return row
 
 
 # --- claiming ------------------------------------------------------------------------------
@@ -250,10 +273,17 @@ def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[s
         index_hint = "INDEXED BY " + (
             "retrytasks_todo_queue_idx" if queues else "retrytasks_todo_idx"
         )
+    due = "(j.scheduled_at IS NULL OR j.scheduled_at <= %s)"
+    if vendor == "postgresql":
+        # The same test as one expression: written with OR, it lets the planner pick a
+        # bitmap scan of the scheduled_at index and sort every due job for each claim
+        # (it did so on a fresh table without statistics: 1.3 ms a claim instead of 0.6).
+        # As an expression it walks the claiming index, in order, and stops at ``limit``.
+        due = "COALESCE(j.scheduled_at, '-infinity'::timestamptz) <= %s"
     select = f"""
         SELECT j.id FROM {table} j {index_hint}
         WHERE j.status = 'todo'
-          AND (j.scheduled_at IS NULL OR j.scheduled_at <= %s)
+          AND {due}
           {queue_filter}
           {lock_filter}
         ORDER BY j.priority DESC, j.id ASC
@@ -281,9 +311,20 @@ class Claim:
     """A job claimed by a worker: the record the task sees, and when the run started."""
 
     record: jobs.Job
+    #: When it was claimed: the job's ``started_at``, which fences the run's outcome.
     started_at: datetime
     worker_id: int | None
     backend: str = ""
+    #: When a runner began it, if later than the claim (a job claimed ahead waits for one).
+    ran_from: datetime | None = None
+
+    def run_from(self, moment: datetime) -> Claim:
+        return replace(self, ran_from=moment if moment > self.started_at else None)
+
+    @property
+    def run_started_at(self) -> datetime:
+        """When the run began, as its attempt row records it."""
+        return self.ran_from or self.started_at
 
 
 def claim_jobs(
@@ -293,9 +334,13 @@ def claim_jobs(
     queues: Sequence[str] | None = None,
     worker_id: int | None = None,
     using: str = DEFAULT_DB,
+    connection: Any = None,
 ) -> list[Claim]:
-    """Mark up to ``limit`` due jobs ``doing`` for ``worker_id`` and return them, best first."""
-    connection = connections[using]
+    """Mark up to ``limit`` due jobs ``doing`` for ``worker_id`` and return them, best first.
+
+    ``connection``: a Django connection to claim on instead of this thread's ``using``.
+    """
+    connection = connection or connections[using]
     sql, filter_params = _claim_sql(connection.vendor, queues, limit)
     moment = connection.ops.adapt_datetimefield_value(now)
     params = [moment, worker_id, moment, *filter_params, limit]
@@ -419,7 +464,7 @@ def _attempt(claim: Claim, report: RunReport, number: int, **extra: Any) -> Atte
     return Attempt(
         job_id=claim.record.id,
         number=number,
-        started_at=claim.started_at,
+        started_at=claim.run_started_at,
         finished_at=report.finished_at,
         outcome=report.outcome,
         worker_name=report.worker_name,
@@ -508,6 +553,7 @@ def record_successes(
 _SUCCESS_FIELDS = (
     "id",
     "started_at",
+    "run_started_at",
     "attempts",
     "finished_at",
     "return_value",
@@ -523,6 +569,7 @@ def _success_row(claim: Claim, report: RunReport, connection: Any) -> list[Any]:
     return [
         claim.record.id,
         connection.ops.adapt_datetimefield_value(claim.started_at),
+        connection.ops.adapt_datetimefield_value(claim.run_started_at),
         claim.record.attempts + 1,
         connection.ops.adapt_datetimefield_value(report.finished_at),
         return_value,
@@ -536,6 +583,7 @@ def _success_casts(connection: Any) -> list[str | None]:
     attempt_fields = Attempt._meta
     return [
         job_fields.pk.cast_db_type(connection),
+        job_fields.get_field("started_at").cast_db_type(connection),
         job_fields.get_field("started_at").cast_db_type(connection),
         "integer",
         job_fields.get_field("finished_at").cast_db_type(connection),
@@ -554,7 +602,7 @@ def _attempt_columns() -> list[tuple[str, str]]:  # column, expression
     taken = {
         "job": "f.id",
         "number": f"(SELECT COUNT(*) + 1 FROM {attempt_table} a WHERE a.job_id = f.id)",
-        "started_at": "f.started_at",
+        "started_at": "f.run_started_at",
         "finished_at": "f.finished_at",
         "outcome": "'succeeded'",
         "worker_name": "f.worker_name",
@@ -1131,6 +1179,21 @@ def record_lost(
         using=using,
         also_set=also_set,
     )
+
+
+def return_unstarted(claims: Sequence[Claim], *, using: str = DEFAULT_DB) -> list[int]:
+    """Put jobs this worker claimed but never started back in the queue: no attempt, no count.
+
+    Fenced like an outcome: a claim recovered meanwhile by another worker is left alone.
+    """
+    returned = []
+    with write_transaction(using):
+        for claim in claims:
+            if _fenced(claim, using).update(status=JobStatus.TODO, worker=None):
+                returned.append(claim.record.id)
+    if returned:
+        _after_commit_wake(using)
+    return returned
 
 
 def release_unstarted(*, worker_id: int, keep: Iterable[int], using: str = DEFAULT_DB) -> list[int]:

@@ -12,7 +12,6 @@ import importlib.util
 import logging
 import math
 import os
-import queue as queue_module
 import signal
 import socket
 import threading
@@ -27,7 +26,17 @@ from typing import Any
 from django.db import IntegrityError, connections
 from django.utils import timezone
 
-from django_retrytasks import conf, heartbeat, notify, outages, retry, services, signals, tasks
+from django_retrytasks import (
+    conf,
+    handoff,
+    heartbeat,
+    notify,
+    outages,
+    retry,
+    services,
+    signals,
+    tasks,
+)
 from django_retrytasks.exceptions import GiveUp, Snooze, SnoozeLimitReached, UnknownTask, WorkerLost
 from django_retrytasks.jobs import Job as JobRecord
 from django_retrytasks.jobs import JobContext
@@ -108,9 +117,20 @@ class Worker:
         self.worker_id: int | None = None
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._claims: queue_module.Queue[services.Claim | None] = queue_module.Queue()
-        self._running: dict[int, services.Claim] = {}
-        self._in_flight = 0
+        self._buffer = handoff.ClaimBuffer()
+        self._finished = handoff.FinishedRuns()
+        self._pace = handoff.RunPace(concurrency)
+        # Inside run(), the claim loop records the successes of its runners, many in one
+        # statement; a job processed outside run() records its own.
+        self._pipelined = False
+        # job id -> (claim, time.monotonic() when its run began)
+        self._running: dict[int, tuple[services.Claim, float]] = {}
+        self._in_flight = 0  # claimed and not yet finished running (waiting or running)
+        # Held while deciding how many to claim and claiming: by the claim loop, and by the
+        # listening thread, which claims on its own connection when a NOTIFY arrives.
+        self._claim_lock = threading.Lock()
+        # Set when a claim on the listening connection failed: its reply may be lost.
+        self._claims_unsure = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._commit_watcher = notify.CommitWatcher.for_database(using)
@@ -141,6 +161,7 @@ class Worker:
             using=self.using,
         )
         self._heartbeat.start()
+        self._pipelined = True
         logger.info(
             "Worker %s started: queues=%s concurrency=%s burst=%s",
             self.name,
@@ -150,7 +171,10 @@ class Worker:
             extra={"action": "worker_start", "worker": self.name},
         )
         listener = notify.Listener.start_for(
-            using=self.using, queues=self.queues, wake=self._wake.set
+            using=self.using,
+            queues=self.queues,
+            wake=self._wake.set,
+            notified=self._claim_on_notify,
         )
         for index in range(self.concurrency):
             thread = threading.Thread(
@@ -178,30 +202,137 @@ class Worker:
             # now on makes the wait below return at once.
             self._wake.clear()
             self._housekeeping()
-            with self._lock:
-                free = self.concurrency - self._in_flight
-                running_before = self._in_flight
-            if free <= 0:
-                self._wake.wait(self.polling_interval)  # all slots busy: wait for a runner
-                continue
+            self._record_finished()
+            self._return_stale_claims()
+            if self._claims_unsure.is_set():
+                self._claims_unsure.clear()
+                self._release_unacknowledged_claims()
             now = self.clock()
-            claimed = services.claim_jobs(
-                now=now, limit=free, queues=self.queues, worker_id=self.worker_id, using=self.using
-            )
+            with self._claim_lock:
+                wanted, held_before = self._claims_wanted()
+                if wanted <= 0:
+                    claimed = None
+                else:
+                    claimed = services.claim_jobs(
+                        now=now,
+                        limit=wanted,
+                        queues=self.queues,
+                        worker_id=self.worker_id,
+                        using=self.using,
+                    )
+                    self._hand_over(claimed)
+            if claimed is None:
+                self._wake.wait(self.polling_interval)  # enough held: wait for a runner
+                continue
             if claimed:
-                with self._lock:
-                    self._in_flight += len(claimed)
-                for claim in claimed:
-                    self._claims.put(claim)
-                if len(claimed) == free:
-                    continue  # every slot is busy now
-            elif self.burst and running_before == 0:
+                if len(claimed) == wanted:
+                    continue  # as many as it should hold
+            elif self.burst and held_before == 0:
                 return
             if self.burst:
                 # Only jobs due now count: wait for a runner (its retry may be due at once).
                 self._wake.wait(self.polling_interval)
                 continue
             self._wait_idle(self._idle_wait(now))
+
+    def _claims_wanted(self) -> tuple[int, int]:
+        """How many jobs to claim now, and how many this worker holds.
+
+        Held: claimed and not yet recorded (waiting for a runner, running, or returned and
+        waiting for the claim loop to record them). For short jobs the worker holds more
+        than its runners (see :class:`handoff.RunPace`) and claims again in batches: when a
+        runner would otherwise go idle, or when half of the jobs claimed ahead are taken.
+        """
+        now = time.monotonic()
+        with self._lock:
+            in_flight = self._in_flight
+            running = len(self._running)
+            longest = max((now - began for _, began in self._running.values()), default=0.0)
+        held = in_flight + len(self._finished)
+        waiting = in_flight - running
+        target = self._pace.target(running_for=longest)
+        ahead = target - self.concurrency
+        if held >= target or (waiting >= self.concurrency - running and waiting > ahead // 2):
+            return 0, held
+        return target - held, held
+
+    def _hand_over(self, claimed: list[services.Claim]) -> None:
+        if not claimed:
+            return
+        with self._lock:
+            self._in_flight += len(claimed)
+        self._buffer.put(claimed)
+        # Let a runner take the GIL now: this thread's next steps are Python work that
+        # would otherwise hold it for up to the interpreter's switch interval (5 ms).
+        time.sleep(0)
+
+    def _claim_on_notify(self, connection: Any) -> None:
+        """A job was stored waiting: claim on the listening connection, which is awake.
+
+        Called on the listening thread. When the claim loop is claiming already, or the
+        runners are busy, the loop takes it from there.
+        """
+        if self._stopping.is_set() or not self._claim_lock.acquire(blocking=False):
+            self._wake.set()
+            return
+        try:
+            wanted, _ = self._claims_wanted()
+            if wanted <= 0:
+                return  # a runner that finishes wakes the claim loop
+            claimed = services.claim_jobs(
+                now=self.clock(),
+                limit=wanted,
+                queues=self.queues,
+                worker_id=self.worker_id,
+                using=self.using,
+                connection=connection,
+            )
+            self._hand_over(claimed)
+            if len(claimed) == wanted:
+                self._wake.set()  # more may be waiting
+        except Exception as error:
+            # The claim loop claims instead, and returns jobs whose claim committed while
+            # the reply was lost; the listener reconnects if its connection broke.
+            logger.debug("Claiming on the listening connection failed: %s", error)
+            self._claims_unsure.set()
+            self._wake.set()
+        finally:
+            self._claim_lock.release()
+
+    def _record_finished(self) -> None:
+        """Record the successes the runners handed over since the last pass, in one statement."""
+        finished = self._finished.take()
+        if not finished:
+            return
+        try:
+            recorded = services.record_successes(
+                [(run.claim, run.report) for run in finished], using=self.using
+            )
+        except outages.OUTAGE_ERRORS:
+            self._finished.put_back(finished)  # written once the database is back
+            raise
+        except Exception:
+            # Not an outage: writing them again would fail again. They stay running
+            # and are recovered as lost runs (and retried) by the heartbeat.
+            logger.exception(
+                "Could not record the successes of jobs %s; they will be recovered",
+                [run.claim.record.id for run in finished],
+                extra={"action": "record_error", "worker": self.name},
+            )
+            return
+        for run, stored in zip(finished, recorded, strict=True):
+            run.then(stored)
+
+    def _return_stale_claims(self) -> None:
+        """Give back jobs claimed ahead that waited too long (a job before them ran slow)."""
+        stale = self._buffer.take_waiting(longer_than=handoff.PREFETCH_MAX_WAIT)
+        if not stale:
+            return
+        with self._lock:
+            self._in_flight -= len(stale)
+        # Lost with an outage, they are still ``doing`` for us and unknown to the worker:
+        # the outage handling returns them then (see _release_unacknowledged_claims).
+        services.return_unstarted(stale, using=self.using)
 
     def _wait_idle(self, seconds: float) -> None:
         """Sleep until woken or ``seconds`` passed; on SQLite, also until another commit."""
@@ -224,20 +355,26 @@ class Worker:
 
     def _shut_down(self) -> None:
         deadline = None if self.shutdown_timeout is None else self.shutdown_timeout
-        for _ in self._threads:
-            self._claims.put(None)
+        unstarted = self._buffer.take_waiting()
+        self._buffer.stop_runners(len(self._threads))
+        if unstarted:
+            with self._lock:
+                self._in_flight -= len(unstarted)
+            self._give_back_at_shutdown(unstarted)
         waited_until = None if deadline is None else timezone.now() + timedelta(seconds=deadline)
         for thread in self._threads:
             if waited_until is None:
                 thread.join()
             else:
                 thread.join(max((waited_until - timezone.now()).total_seconds(), 0))
+        self._record_finished_at_shutdown(waited_until)
+        self._pipelined = False
         if self._heartbeat is not None:
             self._heartbeat.stop()
         # Last before exiting: a run returned to the queue keeps running on its thread
         # until the process ends, so that moment must be as short as it can be.
         with self._lock:
-            unfinished = list(self._running.values())
+            unfinished = [claim for claim, _ in self._running.values()]
         for claim in unfinished:
             try:
                 self._interrupt(claim)
@@ -256,6 +393,44 @@ class Worker:
                 extra={"action": "unregister_error", "worker": self.name},
             )
         outages.drop_connection(self.using)
+
+    def _give_back_at_shutdown(self, unstarted: list[services.Claim]) -> None:
+        try:
+            services.return_unstarted(unstarted, using=self.using)
+        except outages.OUTAGE_ERRORS:
+            logger.exception(
+                "Could not return the unstarted jobs %s to the queue; they will be recovered "
+                "as lost",
+                [claim.record.id for claim in unstarted],
+                extra={"action": "interrupt_error", "worker": self.name},
+            )
+
+    def _record_finished_at_shutdown(self, waited_until: datetime | None) -> None:
+        """Record the last successes, through an outage until the shutdown timeout."""
+        give_up = threading.Event()
+        timer = None
+        if waited_until is not None:
+            seconds = max((waited_until - timezone.now()).total_seconds(), 0.0)
+            timer = threading.Timer(seconds, give_up.set)
+            timer.daemon = True
+            timer.start()
+        try:
+            outages.persist(
+                self._record_finished,
+                what="the outcome of the last finished jobs",
+                using=self.using,
+                give_up=give_up,
+            )
+        except outages.OUTAGE_ERRORS:
+            logger.exception(
+                "Could not record the successes of jobs %s before the shutdown timeout; "
+                "they will be recovered as lost",
+                sorted(self._finished.ids()),
+                extra={"action": "record_error", "worker": self.name},
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _claim_until_stopped(self) -> None:
         """Run the claim loop; through a database outage, back off and reconnect."""
@@ -292,6 +467,11 @@ class Worker:
         """Requeue jobs a failed claim marked ``doing`` for us while its reply was lost."""
         if self.worker_id is None:
             return
+        with self._claim_lock:  # no claim is half handed over while we look
+            self._release_unknown_claims()
+
+    def _release_unknown_claims(self) -> None:
+        assert self.worker_id is not None
         known = self._known_claim_ids()
         if known is None:
             return  # runners are busy handing claims over; look again after the next outage
@@ -311,11 +491,11 @@ class Worker:
             with self._lock:
                 running = set(self._running)
                 in_flight = self._in_flight
-            queued = {claim.record.id for claim in list(self._claims.queue) if claim is not None}
-            known = running | queued
-            # A claim between the queue and the running table is in neither: wait for it.
+            known = running | self._buffer.ids()
+            # A claim between the buffer and the running table is in neither: wait for it.
             if len(known) >= in_flight:
-                return known
+                # Read last: a runner hands its success over before leaving the table.
+                return known | self._finished.ids()
             time.sleep(0.005)
         return None
 
@@ -460,11 +640,13 @@ class Worker:
     def _runner(self) -> None:
         try:
             while True:
-                claim = self._claims.get()
+                claim = self._buffer.get()
                 if claim is None:
                     return
+                claim = claim.run_from(self.clock())
+                began = time.monotonic()
                 with self._lock:
-                    self._running[claim.record.id] = claim
+                    self._running[claim.record.id] = (claim, began)
                 try:
                     self.process(claim)
                 except BaseException:
@@ -477,6 +659,7 @@ class Worker:
                         extra={"action": "record_error", "job_id": claim.record.id},
                     )
                 finally:
+                    self._pace.ran(time.monotonic() - began)
                     with self._lock:
                         self._running.pop(claim.record.id, None)
                         self._in_flight -= 1
@@ -529,24 +712,50 @@ class Worker:
             self._check_connection()
 
     def record_successful_run(
-        self, claim: services.Claim, return_value: Any, *, task: tasks.Task | None = None
-    ) -> datetime | None:
-        """Record that the run returned ``return_value`` (JSON); return when it finished.
+        self,
+        claim: services.Claim,
+        return_value: Any,
+        *,
+        task: tasks.Task | None = None,
+        then: Callable[[datetime], Any] | None = None,
+    ) -> None:
+        """Record that the run returned ``return_value`` (JSON).
 
-        ``None`` when the outcome was fenced off (the job is no longer running for us).
+        Once it is stored, ``job_succeeded`` is sent and ``then`` called with when the run
+        finished; neither happens when the outcome was fenced off (the job is no longer
+        running for us). Inside :meth:`run` the claim loop stores it, together with other
+        runs that returned meanwhile, and this returns at once.
         """
-        record = claim.record
         report = services.RunReport(
             outcome=Outcome.SUCCEEDED,
             finished_at=self.clock(),
             worker_name=self.name,
             return_value=return_value,
         )
-        if not self._persist(
-            claim, lambda: services.record_success(claim, report, using=self.using)
-        ):
-            return None
-        duration = (report.finished_at - claim.started_at).total_seconds()
+        finished = handoff.FinishedRun(
+            claim,
+            report,
+            then=functools.partial(self._after_success, claim, report, task, then),
+        )
+        if self._pipelined:
+            self._finished.add(finished)
+            return
+        finished.then(
+            self._persist(claim, lambda: services.record_success(claim, report, using=self.using))
+        )
+
+    def _after_success(
+        self,
+        claim: services.Claim,
+        report: services.RunReport,
+        task: tasks.Task | None,
+        then: Callable[[datetime], Any] | None,
+        stored: bool,
+    ) -> None:
+        if not stored:
+            return
+        record = claim.record
+        duration = (report.finished_at - claim.run_started_at).total_seconds()
         logger.info(
             "Job %s succeeded in %.3gs",
             record.id,
@@ -560,7 +769,8 @@ class Worker:
             return_value=report.return_value,
             duration=duration,
         )
-        return report.finished_at
+        if then is not None:
+            then(report.finished_at)
 
     def record_failed_run(
         self, claim: services.Claim, error: BaseException, *, task: tasks.Task | None = None
