@@ -150,4 +150,3 @@ class FinishedRuns:
     def ids(self) -> set[int]:
         with self._lock:
             return {run.claim.record.id for run in self._items}
-

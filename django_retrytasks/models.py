@@ -97,6 +97,9 @@ class Job(models.Model):
     #: Runs in a row lost with their worker; a poison job is held after too many.
     consecutive_losses = models.PositiveIntegerField(default=0)
     held = models.BooleanField(default=False)
+    #: Claimed ahead of a free runner (see the worker's claiming ahead): should its worker
+    #: die, the run may never have started, so its recovery uses no attempt.
+    claimed_ahead = models.BooleanField(default=False)
     #: The ``django.tasks`` backend alias for jobs enqueued through it, else empty.
     backend = models.CharField(max_length=64, blank=True, default="")
     return_value = models.JSONField(null=True, blank=True)

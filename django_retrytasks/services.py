@@ -299,7 +299,8 @@ def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[s
         async_commit = "AND EXISTS (SELECT set_config('synchronous_commit', 'off', true))"
     sql = f"""
         UPDATE {table}
-        SET status = 'doing', started_at = %s, worker_id = %s, abort_requested = FALSE
+        SET status = 'doing', started_at = %s, worker_id = %s, abort_requested = FALSE,
+            claimed_ahead = %s
         WHERE id IN ({select})
           {async_commit}
         RETURNING {returning}"""
@@ -333,17 +334,20 @@ def claim_jobs(
     limit: int = 1,
     queues: Sequence[str] | None = None,
     worker_id: int | None = None,
+    ahead: bool = False,
     using: str = DEFAULT_DB,
     connection: Any = None,
 ) -> list[Claim]:
     """Mark up to ``limit`` due jobs ``doing`` for ``worker_id`` and return them, best first.
 
-    ``connection``: a Django connection to claim on instead of this thread's ``using``.
+    ``ahead``: claimed for no free runner yet (marked so that recovery knows the run may
+    not have started). ``connection``: a Django connection to claim on instead of this
+    thread's ``using``.
     """
     connection = connection or connections[using]
     sql, filter_params = _claim_sql(connection.vendor, queues, limit)
     moment = connection.ops.adapt_datetimefield_value(now)
-    params = [moment, worker_id, moment, *filter_params, limit]
+    params = [moment, worker_id, ahead, moment, *filter_params, limit]
     json_field = Job._meta.get_field("task_kwargs")
     rows: list[tuple[Any, ...]] = []
     for attempt in range(CLAIM_TRIES):
@@ -1080,6 +1084,8 @@ class LostRun:
     #: Runs of the job lost in a row before this one.
     consecutive_losses: int
     worker_name: str
+    #: Claimed ahead of a free runner: the run may never have started.
+    claimed_ahead: bool = False
 
 
 def lost_runs(*, stale_before: datetime, using: str = DEFAULT_DB) -> list[LostRun]:
@@ -1108,6 +1114,7 @@ def lost_runs(*, stale_before: datetime, using: str = DEFAULT_DB) -> list[LostRu
             ),
             consecutive_losses=job.consecutive_losses,
             worker_name=job.worker.name if job.worker else "",
+            claimed_ahead=job.claimed_ahead,
         )
         for job in rows
     ]
@@ -1150,12 +1157,15 @@ def record_lost(
     now: datetime,
     max_consecutive_losses: int | None,
     decision_text: str = "",
+    counts: bool = True,
     using: str = DEFAULT_DB,
 ) -> FailureResult | None:
     """Record a run lost with its worker: counted, judged like a failure, held when poisonous.
 
     A job lost ``max_consecutive_losses`` times in a row (with no finished run between)
     is not retried again: it ends ``failed`` with ``held`` set, for an operator to look at.
+    ``counts=False`` (a job claimed ahead, which may never have started) uses no attempt;
+    the loss still counts towards the hold.
     """
     losses = lost.consecutive_losses + 1
     also_set: dict[str, Any] = {"consecutive_losses": losses}
@@ -1176,6 +1186,7 @@ def record_lost(
         decision,
         now=now,
         decision_text=decision_text,
+        counts=counts,
         using=using,
         also_set=also_set,
     )

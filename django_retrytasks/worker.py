@@ -120,6 +120,8 @@ class Worker:
         self._buffer = handoff.ClaimBuffer()
         self._finished = handoff.FinishedRuns()
         self._pace = handoff.RunPace(concurrency)
+        #: Seconds a job claimed ahead may wait for a runner before it goes back to the queue.
+        self.claimed_ahead_max_wait = handoff.PREFETCH_MAX_WAIT
         # Inside run(), the claim loop records the successes of its runners, many in one
         # statement; a job processed outside run() records its own.
         self._pipelined = False
@@ -185,9 +187,15 @@ class Worker:
         try:
             self._claim_until_stopped()
         finally:
+            self._stopping.set()
+            with self._claim_lock:  # a claim on the listening thread is handed over first
+                # No runner may start a job claimed ahead once the worker stops, not even
+                # while the listener takes its time to stop.
+                unstarted = self._buffer.take_waiting()
+                self._buffer.stop_runners(len(self._threads))
             if listener is not None:
                 listener.stop()
-            self._shut_down()
+            self._shut_down(unstarted)
             services.remove_wake_callback(self._wake.set)
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
@@ -209,25 +217,14 @@ class Worker:
                 self._release_unacknowledged_claims()
             now = self.clock()
             with self._claim_lock:
-                wanted, held_before = self._claims_wanted()
-                if wanted <= 0:
-                    claimed = None
-                else:
-                    claimed = services.claim_jobs(
-                        now=now,
-                        limit=wanted,
-                        queues=self.queues,
-                        worker_id=self.worker_id,
-                        using=self.using,
-                    )
-                    self._hand_over(claimed)
+                wanted, for_runners, held_before = self._claims_wanted()
+                claimed = self._claim(now, wanted, for_runners) if wanted > 0 else None
             if claimed is None:
                 self._wake.wait(self.polling_interval)  # enough held: wait for a runner
                 continue
-            if claimed:
-                if len(claimed) == wanted:
-                    continue  # as many as it should hold
-            elif self.burst and held_before == 0:
+            if len(claimed) == wanted:
+                continue  # as many as it should hold
+            if not claimed and self.burst and held_before == 0:
                 return
             if self.burst:
                 # Only jobs due now count: wait for a runner (its retry may be due at once).
@@ -235,8 +232,8 @@ class Worker:
                 continue
             self._wait_idle(self._idle_wait(now))
 
-    def _claims_wanted(self) -> tuple[int, int]:
-        """How many jobs to claim now, and how many this worker holds.
+    def _claims_wanted(self) -> tuple[int, int, int]:
+        """How many jobs to claim now, how many of those for idle runners, how many are held.
 
         Held: claimed and not yet recorded (waiting for a runner, running, or returned and
         waiting for the claim loop to record them). For short jobs the worker holds more
@@ -252,9 +249,39 @@ class Worker:
         waiting = in_flight - running
         target = self._pace.target(running_for=longest)
         ahead = target - self.concurrency
-        if held >= target or (waiting >= self.concurrency - running and waiting > ahead // 2):
-            return 0, held
-        return target - held, held
+        idle = self.concurrency - running
+        if held >= target or (waiting >= idle and waiting > ahead // 2):
+            return 0, 0, held
+        return target - held, max(idle - waiting, 0), held
+
+    def _claim(
+        self, now: datetime, wanted: int, for_runners: int, connection: Any = None
+    ) -> list[services.Claim]:
+        """Claim up to ``wanted`` jobs and hand them to the runners.
+
+        The first ``for_runners`` start at once; the rest are claimed ahead, in a statement
+        of their own, which marks them so for recovery (a worker that dies holding them
+        may never have started them).
+        """
+        claimed: list[services.Claim] = []
+        now_count = min(wanted, for_runners)
+        for limit, ahead in ((now_count, False), (wanted - now_count, True)):
+            if limit <= 0:
+                continue
+            batch = services.claim_jobs(
+                now=now,
+                limit=limit,
+                ahead=ahead,
+                queues=self.queues,
+                worker_id=self.worker_id,
+                using=self.using,
+                connection=connection,
+            )
+            self._hand_over(batch)
+            claimed += batch
+            if len(batch) < limit:
+                break
+        return claimed
 
     def _hand_over(self, claimed: list[services.Claim]) -> None:
         if not claimed:
@@ -276,18 +303,10 @@ class Worker:
             self._wake.set()
             return
         try:
-            wanted, _ = self._claims_wanted()
+            wanted, for_runners, _ = self._claims_wanted()
             if wanted <= 0:
                 return  # a runner that finishes wakes the claim loop
-            claimed = services.claim_jobs(
-                now=self.clock(),
-                limit=wanted,
-                queues=self.queues,
-                worker_id=self.worker_id,
-                using=self.using,
-                connection=connection,
-            )
-            self._hand_over(claimed)
+            claimed = self._claim(self.clock(), wanted, for_runners, connection)
             if len(claimed) == wanted:
                 self._wake.set()  # more may be waiting
         except Exception as error:
@@ -325,7 +344,7 @@ class Worker:
 
     def _return_stale_claims(self) -> None:
         """Give back jobs claimed ahead that waited too long (a job before them ran slow)."""
-        stale = self._buffer.take_waiting(longer_than=handoff.PREFETCH_MAX_WAIT)
+        stale = self._buffer.take_waiting(longer_than=self.claimed_ahead_max_wait)
         if not stale:
             return
         with self._lock:
@@ -353,10 +372,8 @@ class Worker:
         seconds = (earliest - self.clock()).total_seconds() + DUE_MARGIN
         return min(max(seconds, 0.0), self.polling_interval)
 
-    def _shut_down(self) -> None:
+    def _shut_down(self, unstarted: list[services.Claim]) -> None:
         deadline = None if self.shutdown_timeout is None else self.shutdown_timeout
-        unstarted = self._buffer.take_waiting()
-        self._buffer.stop_runners(len(self._threads))
         if unstarted:
             with self._lock:
                 self._in_flight -= len(unstarted)
@@ -599,7 +616,8 @@ class Worker:
         A worker is dead when its last heartbeat is older than ``heartbeat_timeout``. Each
         lost run is recorded as an attempt with outcome ``lost``, counted in ``attempts``,
         and judged by the task's retry strategy like any failure; a job lost too many times
-        in a row is held (``max_consecutive_losses``).
+        in a row is held (``max_consecutive_losses``). A job the dead worker had claimed
+        ahead may never have started: it goes back to the queue without using an attempt.
         """
         stale_before = now - timedelta(seconds=self.heartbeat_timeout)
         recovered = 0
@@ -630,7 +648,21 @@ class Worker:
                 error_type=error_type_name(error),
                 error_message=str(error),
             )
-            if self._judge_failure(claim, report, error, now=now, lost=lost) is not None:
+            if lost.claimed_ahead:
+                result = services.record_lost(
+                    lost,
+                    report,
+                    retry.RetryDecision(),
+                    now=now,
+                    max_consecutive_losses=self.max_consecutive_losses,
+                    decision_text="returned to the queue: claimed ahead by a worker that "
+                    "stopped, so it may never have started; no attempt used",
+                    counts=False,
+                    using=self.using,
+                )
+            else:
+                result = self._judge_failure(claim, report, error, now=now, lost=lost)
+            if result is not None:
                 recovered += 1
         services.forget_dead_workers(stale_before=stale_before, using=self.using)
         return recovered
