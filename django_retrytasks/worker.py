@@ -649,6 +649,7 @@ class Worker:
                 error_message=str(error),
             )
             if lost.claimed_ahead:
+                report.outcome = Outcome.INTERRUPTED  # like a run returned at shutdown
                 result = services.record_lost(
                     lost,
                     report,

@@ -273,7 +273,10 @@ def test_jobs_a_dead_worker_claimed_ahead_go_back_without_using_an_attempt(clock
     ahead = Job.objects.get(pk=waiting)
     assert (ahead.status, ahead.attempts, ahead.consecutive_losses) == (JobStatus.TODO, 0, 1)
     attempt = ahead.attempt_history.get()
-    assert attempt.outcome == "lost"
+    assert (attempt.outcome, attempt.error_type) == (
+        "interrupted",
+        "django_retrytasks.exceptions.WorkerLost",
+    )
     assert "claimed ahead by a worker that stopped" in attempt.decision
 
 
