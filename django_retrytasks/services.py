@@ -7,6 +7,7 @@ Functions take ``now`` from their caller so that tests control time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -201,18 +202,32 @@ def _insert_one(row: Job, using: str) -> Job:
     the database spent storing the row. Like ``bulk_create``, this sends no model signals.
     """
     connection = connections[using]
-    fields = [field for field in Job._meta.local_concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(Job._meta.db_table)} "
-        f"({', '.join(quote(str(field.column)) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(str(Job._meta.pk.column))}"
-    )
+    sql, fields = _insert_sql(connection)
     params = [field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields]
     ((row.pk,),) = _execute_prepared(connection, sql, params)
     row._state.adding = False
     row._state.db = using
     return row
+
+
+#: The INSERT of one job, per database vendor: built once, it is on every defer's path.
+_insert_statements: dict[str, tuple[str, tuple[Any, ...]]] = {}
+
+
+def _insert_sql(connection: Any) -> tuple[str, tuple[Any, ...]]:
+    statement = _insert_statements.get(connection.vendor)
+    if statement is None:
+        quote = connection.ops.quote_name
+        fields = tuple(field for field in Job._meta.local_concrete_fields if not field.primary_key)
+        columns = ", ".join(quote(str(field.column)) for field in fields)
+        statement = (
+            f"INSERT INTO {quote(Job._meta.db_table)} ({columns}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"RETURNING {quote(str(Job._meta.pk.column))}",
+            fields,
+        )
+        _insert_statements[connection.vendor] = statement
+    return statement
 
 
 # --- claiming ------------------------------------------------------------------------------
@@ -233,8 +248,11 @@ _CLAIM_COLUMNS = (
 )
 
 
-def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[str, list[Any]]:
+@functools.lru_cache(maxsize=64)
+def _claim_sql(vendor: str, queues: tuple[str, ...] | None) -> tuple[str, tuple[Any, ...]]:
     """One statement that marks up to ``limit`` due jobs ``doing`` and returns them.
+
+    Built once per database vendor and set of queues: the claim is the worker's hot path.
 
     PostgreSQL skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); on SQLite the
     single statement runs under the database's one write lock, so it cannot race either.
@@ -304,7 +322,7 @@ def _claim_sql(vendor: str, queues: Sequence[str] | None, limit: int) -> tuple[s
         WHERE id IN ({select})
           {async_commit}
         RETURNING {returning}"""
-    return sql, params
+    return sql, tuple(params)
 
 
 @dataclass(frozen=True)
@@ -345,7 +363,7 @@ def claim_jobs(
     thread's ``using``.
     """
     connection = connection or connections[using]
-    sql, filter_params = _claim_sql(connection.vendor, queues, limit)
+    sql, filter_params = _claim_sql(connection.vendor, tuple(queues) if queues else None)
     moment = connection.ops.adapt_datetimefield_value(now)
     params = [moment, worker_id, ahead, moment, *filter_params, limit]
     json_field = Job._meta.get_field("task_kwargs")
