@@ -249,20 +249,23 @@ _CLAIM_COLUMNS = (
 
 
 @functools.lru_cache(maxsize=64)
-def _claim_sql(vendor: str, queues: tuple[str, ...] | None) -> tuple[str, tuple[Any, ...]]:
+def _claim_sql(vendor: str, queues: tuple[str, ...] | None) -> str:
     """One statement that marks up to ``limit`` due jobs ``doing`` and returns them.
 
-    Built once per database vendor and set of queues: the claim is the worker's hot path.
+    Its parameters: the claim's time, the worker's id, how many of the claimed jobs start
+    at once (the rest are marked claimed ahead), then (PostgreSQL) the queues as one array
+    or NULL and the limit, or (SQLite) the time again, one parameter per queue, the limit. Built once per
+    database vendor and set of queues: the claim is the worker's hot path.
 
-    PostgreSQL skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); on SQLite the
-    single statement runs under the database's one write lock, so it cannot race either.
+    PostgreSQL claims in a function (migration 0006) that skips rows other workers hold
+    (``FOR UPDATE SKIP LOCKED``); on SQLite the single statement runs under the database's
+    one write lock, so it cannot race either.
     """
+    returning = ", ".join(_CLAIM_COLUMNS)
+    if vendor == "postgresql":
+        return f"SELECT {returning} FROM django_retrytasks_claim(%s, %s, %s, %s, %s)"
     table = Job._meta.db_table
-    params: list[Any] = []
-    queue_filter = ""
-    if queues:
-        queue_filter = f"AND j.queue IN ({', '.join(['%s'] * len(queues))})"
-        params.extend(queues)
+    queue_filter = f"AND j.queue IN ({', '.join(['%s'] * len(queues))})" if queues else ""
     # A job whose lock is held by a running job, or by a job deferred before it that is
     # still waiting (even one scheduled for later), must wait its turn.
     # Two lookups of the partial index on (lock, id), whose condition each repeats so that
@@ -280,49 +283,31 @@ def _claim_sql(vendor: str, queues: tuple[str, ...] | None) -> tuple[str, tuple[
                   AND o.status IN ('todo', 'doing') AND o.lock IS NOT NULL
             )
         ))"""
-    if vendor == "postgresql":
-        # The same rule in a function (migration 0004), which the planner need not plan.
-        lock_filter = "AND (j.lock IS NULL OR django_retrytasks_lock_is_free(j.lock, j.id))"
-    skip_locked = "FOR UPDATE OF j SKIP LOCKED" if vendor == "postgresql" else ""
     index_hint = ""
-    if vendor == "sqlite" and (not queues or len(queues) == 1):
+    if not queues or len(queues) == 1:
         # Without statistics SQLite would sort every waiting job for each claim: walk the
         # partial index that is already in claiming order instead.
         index_hint = "INDEXED BY " + (
             "retrytasks_todo_queue_idx" if queues else "retrytasks_todo_idx"
         )
-    due = "(j.scheduled_at IS NULL OR j.scheduled_at <= %s)"
-    if vendor == "postgresql":
-        # The same test as one expression: written with OR, it lets the planner pick a
-        # bitmap scan of the scheduled_at index and sort every due job for each claim
-        # (it did so on a fresh table without statistics: 1.3 ms a claim instead of 0.6).
-        # As an expression it walks the claiming index, in order, and stops at ``limit``.
-        due = "COALESCE(j.scheduled_at, '-infinity'::timestamptz) <= %s"
-    select = f"""
-        SELECT j.id FROM {table} j {index_hint}
-        WHERE j.status = 'todo'
-          AND {due}
-          {queue_filter}
-          {lock_filter}
-        ORDER BY j.priority DESC, j.id ASC
-        LIMIT %s
-        {skip_locked}"""
-    returning = ", ".join(_CLAIM_COLUMNS)
-    async_commit = ""
-    if vendor == "postgresql":
-        # The claim's commit need not wait for the disk: a claim lost with a crash of the
-        # server only puts its jobs back in the queue (the run's outcome, recorded with a
-        # flushed commit, is then fenced off), and any later flushed commit flushes it too.
-        # set_config(..., true) lasts for this statement's own transaction only.
-        async_commit = "AND EXISTS (SELECT set_config('synchronous_commit', 'off', true))"
-    sql = f"""
+    return f"""
         UPDATE {table}
         SET status = 'doing', started_at = %s, worker_id = %s, abort_requested = FALSE,
-            claimed_ahead = %s
-        WHERE id IN ({select})
-          {async_commit}
-        RETURNING {returning}"""
-    return sql, tuple(params)
+            claimed_ahead = picked.rank > %s
+        FROM (
+            SELECT due.id, row_number() OVER (ORDER BY due.priority DESC, due.id) AS rank
+            FROM (
+                SELECT j.id, j.priority FROM {table} j {index_hint}
+                WHERE j.status = 'todo'
+                  AND (j.scheduled_at IS NULL OR j.scheduled_at <= %s)
+                  {queue_filter}
+                  {lock_filter}
+                ORDER BY j.priority DESC, j.id ASC
+                LIMIT %s
+            ) AS due
+        ) AS picked
+        WHERE {table}.id = picked.id
+        RETURNING {", ".join(f"{table}.{column}" for column in _CLAIM_COLUMNS)}"""
 
 
 @dataclass(frozen=True)
@@ -352,20 +337,28 @@ def claim_jobs(
     limit: int = 1,
     queues: Sequence[str] | None = None,
     worker_id: int | None = None,
-    ahead: bool = False,
+    for_runners: int | None = None,
     using: str = DEFAULT_DB,
     connection: Any = None,
 ) -> list[Claim]:
     """Mark up to ``limit`` due jobs ``doing`` for ``worker_id`` and return them, best first.
 
-    ``ahead``: claimed for no free runner yet (marked so that recovery knows the run may
-    not have started). ``connection``: a Django connection to claim on instead of this
-    thread's ``using``.
+    ``for_runners``: how many of them start at once (all by default); the others are
+    marked claimed ahead, so that recovery knows such a run may never have started.
+    ``connection``: a Django connection to claim on instead of this thread's ``using``.
     """
+    if for_runners is None:
+        for_runners = limit
     connection = connection or connections[using]
-    sql, filter_params = _claim_sql(connection.vendor, tuple(queues) if queues else None)
+    queue_names = tuple(queues) if queues else None
+    sql = _claim_sql(connection.vendor, queue_names)
     moment = connection.ops.adapt_datetimefield_value(now)
-    params = [moment, worker_id, ahead, moment, *filter_params, limit]
+    params: list[Any]
+    if connection.vendor == "postgresql":
+        queue_array = list(queue_names) if queue_names else None
+        params = [moment, worker_id, for_runners, queue_array, limit]
+    else:
+        params = [moment, worker_id, for_runners, moment, *(queue_names or ()), limit]
     json_field = Job._meta.get_field("task_kwargs")
     rows: list[tuple[Any, ...]] = []
     for attempt in range(CLAIM_TRIES):
@@ -406,11 +399,12 @@ def _fetch_all(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[A
 
 
 def _execute_prepared(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Execute a hot-path statement and return its rows.
+    """Execute a hot-path statement and return its rows; errors come out as Django's.
 
-    On PostgreSQL through a server-side prepared statement on the same connection: the
-    claim is planned once per connection instead of at every call (Django's cursors bind
-    on the client and never prepare). Errors come out as Django's exceptions.
+    On PostgreSQL with server-side binding, and prepared at once when the project turned
+    psycopg's prepared statements on (``OPTIONS["prepare_threshold"]``; Django turns them
+    off by default, for connection poolers, and then nothing is prepared: the claim keeps
+    its plans in a function instead, see migration 0006).
     """
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:

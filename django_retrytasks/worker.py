@@ -259,28 +259,19 @@ class Worker:
     ) -> list[services.Claim]:
         """Claim up to ``wanted`` jobs and hand them to the runners.
 
-        The first ``for_runners`` start at once; the rest are claimed ahead, in a statement
-        of their own, which marks them so for recovery (a worker that dies holding them
-        may never have started them).
+        The first ``for_runners`` start at once; the rest are claimed ahead and marked so
+        for recovery (a worker that dies holding them may never have started them).
         """
-        claimed: list[services.Claim] = []
-        now_count = min(wanted, for_runners)
-        for limit, ahead in ((now_count, False), (wanted - now_count, True)):
-            if limit <= 0:
-                continue
-            batch = services.claim_jobs(
-                now=now,
-                limit=limit,
-                ahead=ahead,
-                queues=self.queues,
-                worker_id=self.worker_id,
-                using=self.using,
-                connection=connection,
-            )
-            self._hand_over(batch)
-            claimed += batch
-            if len(batch) < limit:
-                break
+        claimed = services.claim_jobs(
+            now=now,
+            limit=wanted,
+            for_runners=for_runners,
+            queues=self.queues,
+            worker_id=self.worker_id,
+            using=self.using,
+            connection=connection,
+        )
+        self._hand_over(claimed)
         return claimed
 
     def _hand_over(self, claimed: list[services.Claim]) -> None:

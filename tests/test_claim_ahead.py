@@ -266,7 +266,7 @@ def test_jobs_a_dead_worker_claimed_ahead_go_back_without_using_an_attempt(clock
     running, waiting = noop.defer(), noop.defer()
     # Claimed by a process that then died: one for a free runner, one ahead of its runners.
     services.claim_jobs(now=clock(), limit=1)
-    services.claim_jobs(now=clock(), limit=1, ahead=True)
+    services.claim_jobs(now=clock(), limit=1, for_runners=0)
     assert rescuer().recover_lost_jobs(now=clock.advance(seconds=5)) == 2
     ran = Job.objects.get(pk=running)
     assert (ran.status, ran.attempts) == (JobStatus.FAILED, 1)  # noop has no retry strategy
@@ -284,7 +284,19 @@ def test_jobs_a_dead_worker_claimed_ahead_go_back_without_using_an_attempt(clock
 def test_a_job_lost_ahead_three_times_in_a_row_is_held_like_any_poison_job(clock: Clock) -> None:
     job_id = noop.defer()
     for _ in range(3):
-        services.claim_jobs(now=clock(), limit=1, ahead=True)
+        services.claim_jobs(now=clock(), limit=1, for_runners=0)
         assert rescuer().recover_lost_jobs(now=clock.advance(seconds=5)) == 1
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.attempts, job.held) == (JobStatus.FAILED, 0, True)
+
+
+@pytest.mark.django_db
+def test_a_claim_marks_the_jobs_beyond_its_free_runners_as_claimed_ahead(clock: Clock) -> None:
+    low = noop.defer()
+    high = noop.configure(priority=5).defer()
+    later = noop.defer()
+    claimed = services.claim_jobs(now=clock(), limit=3, for_runners=1)
+    assert [claim.record.id for claim in claimed] == [high, low, later]
+    marks = dict(Job.objects.values_list("id", "claimed_ahead"))
+    assert marks == {high: False, low: True, later: True}
+    assert services.claim_jobs(now=clock(), limit=3) == []

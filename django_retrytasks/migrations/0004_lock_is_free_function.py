@@ -7,9 +7,9 @@ queries' plans for the session, so the claim plans in a fraction of that.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import migrations
+
+from django_retrytasks.migrations._postgres import postgres_only
 
 CREATE = """
 CREATE OR REPLACE FUNCTION django_retrytasks_lock_is_free(job_lock text, job_id bigint)
@@ -28,17 +28,7 @@ $$
 DROP = "DROP FUNCTION IF EXISTS django_retrytasks_lock_is_free(text, bigint)"
 
 
-def create(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE)
-
-
-def drop(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP)
-
-
 class Migration(migrations.Migration):
     dependencies = [("django_retrytasks", "0003_notify_triggers")]
 
-    operations = [migrations.RunPython(create, drop, elidable=False)]
+    operations = [postgres_only(CREATE, DROP)]
