@@ -494,14 +494,9 @@ def _attempt(claim: Claim, report: RunReport, number: int, **extra: Any) -> Atte
 def record_success(claim: Claim, report: RunReport, *, using: str = DEFAULT_DB) -> bool:
     """Record a run that returned: the job ends ``succeeded``. False if the outcome was fenced off.
 
-    The hot path of every worker. Outside a transaction, runner threads that finish at
-    the same time share one statement (a group commit: the first records the others'
-    successes with its own), since each commit costs a disk flush; each caller still
-    returns only once its own outcome is stored.
+    Workers store their successes in batches with :func:`record_successes`.
     """
-    if connections[using].in_atomic_block:
-        return record_successes([(claim, report)], using=using)[0]
-    return _success_groups[using].submit(claim, report)
+    return record_successes([(claim, report)], using=using)[0]
 
 
 def record_successes(
@@ -641,77 +636,6 @@ def _attempt_columns() -> list[tuple[str, str]]:  # column, expression
                 raise TypeError(f"no SQL literal for the default of Attempt.{model_field.name}")
         columns.append((str(model_field.column), expression))
     return columns
-
-
-class _SuccessGroup:
-    """Group commit of successes from the runner threads of one process, per database.
-
-    The first thread to arrive records every success waiting at that moment in one
-    statement; threads arriving meanwhile wait, and the first of them leads the next round.
-    """
-
-    def __init__(self, using: str) -> None:
-        self.using = using
-        self._lock = threading.Lock()
-        self._waiting: list[_PendingSuccess] = []
-        self._leading = False
-
-    def submit(self, claim: Claim, report: RunReport) -> bool:
-        pending = _PendingSuccess(claim, report)
-        with self._lock:
-            self._waiting.append(pending)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            pending.settled.wait()  # recorded by a leader, or made the next leader
-        if not pending.done:
-            self._record_round()
-        return pending.result()
-
-    def _record_round(self) -> None:
-        with self._lock:
-            batch, self._waiting = self._waiting, []
-        outcomes: list[bool | BaseException]
-        try:
-            outcomes = list(
-                record_successes([(item.claim, item.report) for item in batch], using=self.using)
-            )
-        except Exception as error:
-            outcomes = [error] * len(batch)
-        for item, outcome in zip(batch, outcomes, strict=True):
-            item.outcome = outcome
-            item.done = True
-        with self._lock:
-            successor = self._waiting[0] if self._waiting else None
-            if successor is None:
-                self._leading = False
-        for item in batch:
-            item.settled.set()
-        if successor is not None:
-            successor.settled.set()
-
-
-@dataclass(eq=False)
-class _PendingSuccess:
-    claim: Claim
-    report: RunReport
-    settled: threading.Event = field(default_factory=threading.Event)
-    done: bool = False
-    outcome: bool | BaseException = False
-
-    def result(self) -> bool:
-        if isinstance(self.outcome, BaseException):
-            raise self.outcome
-        return self.outcome
-
-
-class _SuccessGroups(dict[str, _SuccessGroup]):
-    def __missing__(self, using: str) -> _SuccessGroup:
-        with _wake_lock:
-            return self.setdefault(using, _SuccessGroup(using))
-
-
-_success_groups = _SuccessGroups()
 
 
 @dataclass(frozen=True)

@@ -308,29 +308,6 @@ def test_successes_are_recorded_together_and_fenced(db: None, clock: Clock) -> N
     assert (job.status, job.attempts, job.finished_at) == (JobStatus.SUCCEEDED, 1, clock())
 
 
-@pytest.mark.django_db(transaction=True)
-def test_runner_threads_share_commits_and_each_learns_its_own_outcome(clock: Clock) -> None:
-    noop.batch_defer(*({} for _ in range(24)))
-    claims = services.claim_jobs(now=clock(), limit=24)
-    Job.objects.filter(pk=claims[5].record.id).update(status=JobStatus.TODO)  # fenced off
-    results: dict[int, bool] = {}
-    start = threading.Barrier(len(claims))
-
-    def finish(claim: services.Claim) -> None:
-        start.wait()
-        results[claim.record.id] = services.record_success(claim, report(clock))
-        connection.close()
-
-    threads = [threading.Thread(target=finish, args=(claim,)) for claim in claims]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert results == {claim.record.id: claim is not claims[5] for claim in claims}
-    assert Attempt.objects.count() == 23
-    assert Job.objects.filter(status=JobStatus.SUCCEEDED).count() == 23
-
-
 def test_a_new_attempt_row_is_numbered_after_the_earlier_ones(db: None, clock: Clock) -> None:
     worker = burst_worker(clock=clock)
     job_id = fail_then_retry_now.defer()
