@@ -27,6 +27,12 @@ def figures(options: dict[str, Any]) -> list[Figure]:
         Figure("drain_c4", f"drain {jobs:,} no-op jobs: 1 worker, --concurrency 4", "jobs/s"),
         Figure("drain_2p", f"drain {jobs:,} no-op jobs: 2 workers, --concurrency 1", "jobs/s"),
         Figure(
+            "drain_backlog",
+            f"drain {jobs:,} behind {options['backlog_jobs']:,} jobs due in an hour, "
+            "--concurrency 1",
+            "jobs/s",
+        ),
+        Figure(
             "retry_runs",
             f"retry path: {options['retry_jobs']:,} jobs fail, fail, succeed (immediate retry)",
             "runs/s",
@@ -49,6 +55,7 @@ RATIOS = [
     ("defer_one", "floor_insert", "defer() ÷ floor INSERT"),
     ("drain_c1", "floor_1tx", "drain --concurrency 1 ÷ floor 1 per transaction"),
     ("drain_c4", "floor_1tx", "drain --concurrency 4 ÷ floor 1 per transaction"),
+    ("drain_backlog", "drain_c1", "drain behind a backlog ÷ drain --concurrency 1"),
 ]
 
 

@@ -129,6 +129,8 @@ def session_config(args: argparse.Namespace) -> dict[str, Any]:
         "jobs": args.jobs,
         "defer_jobs": args.defer_jobs,
         "batch_size": 1000,
+        # Jobs waiting for a later time, deferred before the drain's jobs (drain_backlog).
+        "backlog_jobs": 20_000,
         "batch_rounds": 5,
         "retry_jobs": args.retry_jobs,
         "pickup_jobs": 200,

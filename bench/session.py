@@ -253,6 +253,25 @@ def workload_drain(config: dict[str, Any], *, concurrency: int, processes: int) 
     return {figure: count / seconds, f"extra:{figure}_whole_process": count / wall}
 
 
+def workload_drain_backlog(config: dict[str, Any]) -> dict[str, float]:
+    """Like ``drain_c1``, with ``backlog_jobs`` jobs due an hour later deferred first: they
+    sit ahead of the due jobs in claiming order (as old jobs waiting for a retry do)."""
+    count = config["jobs"]
+    reset_queue()
+    seed(bench_tasks.nothing.configure(schedule_in={"hours": 1}), config["backlog_jobs"])
+    seed(bench_tasks.nothing, count)
+    worker = WorkerProcess("--burst", "--concurrency", "1")
+    try:
+        worker.wait(timeout=60 + count / 10)
+    finally:
+        worker.kill()
+    require_all_succeeded(bench_tasks.nothing.name, count, [worker])
+    seconds, runs = run_span(bench_tasks.nothing.name)
+    if runs != count:
+        raise BenchError(f"{count} jobs took {runs} runs; expected one run each")
+    return {"drain_backlog": count / seconds}
+
+
 def workload_retry(config: dict[str, Any]) -> dict[str, float]:
     count = config["retry_jobs"]
     task = bench_tasks.fail_twice
@@ -445,6 +464,7 @@ WORKLOADS: dict[str, dict[str, Callable[..., dict[str, float]]]] = {
         "drain_c1": partial(workload_drain, concurrency=1, processes=1),
         "drain_c4": partial(workload_drain, concurrency=4, processes=1),
         "drain_2p": partial(workload_drain, concurrency=1, processes=2),
+        "drain_backlog": workload_drain_backlog,
     },
     "retry": {"retry": workload_retry},
     "pickup": {"pickup": workload_pickup},

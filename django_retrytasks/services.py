@@ -144,6 +144,7 @@ def defer_job_rows(specs: Sequence[JobSpec], *, using: str = DEFAULT_DB) -> list
                 lock=spec.lock,
                 queueing_lock=spec.queueing_lock,
                 scheduled_at=scheduled_at,
+                scheduled_later=scheduled_at > now,
                 created_at=now,
                 backend=spec.backend,
             )
@@ -298,7 +299,7 @@ def _claim_sql(vendor: str, queues: tuple[str, ...] | None) -> str:
             SELECT due.id, row_number() OVER (ORDER BY due.priority DESC, due.id) AS rank
             FROM (
                 SELECT j.id, j.priority FROM {table} j {index_hint}
-                WHERE j.status = 'todo'
+                WHERE j.status = 'todo' AND j.scheduled_later = 0
                   AND (j.scheduled_at IS NULL OR j.scheduled_at <= %s)
                   {queue_filter}
                   {lock_filter}
@@ -358,6 +359,7 @@ def claim_jobs(
         queue_array = list(queue_names) if queue_names else None
         params = [moment, worker_id, for_runners, queue_array, limit]
     else:
+        _promote_due_jobs(connection, moment)  # the PostgreSQL claim function does this
         params = [moment, worker_id, for_runners, moment, *(queue_names or ()), limit]
     json_field = Job._meta.get_field("task_kwargs")
     rows: list[tuple[Any, ...]] = []
@@ -388,6 +390,26 @@ def claim_jobs(
 
 
 CLAIM_TRIES = 3
+
+
+def _promote_due_jobs(connection: Any, moment: Any) -> None:
+    """Let the jobs scheduled for later that are due at ``moment`` join the claiming indexes.
+
+    Looked for first with reads, so that a claim with nothing to move does not take
+    SQLite's write lock for it. Two range lookups of the index by time (an OR of both
+    would scan it), the second for a row whose scheduled_at was set to NULL by hand.
+    """
+    table = Job._meta.db_table
+    later = f"""
+        SELECT id FROM {table} INDEXED BY retrytasks_later_idx
+        WHERE status = 'todo' AND scheduled_later = 1"""
+    for due, params in ((" AND scheduled_at <= %s", [moment]), (" AND scheduled_at IS NULL", [])):
+        if _fetch_all(connection, later + due + " LIMIT 1", params):
+            _fetch_all(
+                connection,
+                f"UPDATE {table} SET scheduled_later = 0 WHERE id IN ({later}{due} LIMIT 1000)",
+                params,
+            )
 
 
 def _fetch_all(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -683,7 +705,7 @@ def record_failure(
         changes["consecutive_losses"] = 0  # the run finished: the job is not a poison job
     if decision is not None:
         retry_at, clamped = decision.resolve(now)
-        changes.update(status=JobStatus.TODO, scheduled_at=retry_at)
+        changes.update(status=JobStatus.TODO, scheduled_at=retry_at, scheduled_later=retry_at > now)
         for name in ("priority", "queue", "lock"):
             value = getattr(decision, name)
             if value is not None:
@@ -787,7 +809,7 @@ def retry_now(
             if job.status == JobStatus.SUCCEEDED:
                 report.skipped[job_id] = "it succeeded"
                 continue
-            changes: dict[str, Any] = {"scheduled_at": now}
+            changes: dict[str, Any] = {"scheduled_at": now, "scheduled_later": False}
             if job.status in requeue:
                 changes.update(status=JobStatus.TODO, finished_at=None, held=False)
                 if job.queueing_lock and _queueing_lock_holder(job.as_record(), using):

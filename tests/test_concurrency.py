@@ -11,7 +11,9 @@ import threading
 import time
 from collections import defaultdict
 from datetime import timedelta
+from importlib import import_module
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -316,6 +318,74 @@ def test_a_new_attempt_row_is_numbered_after_the_earlier_ones(db: None, clock: C
     assert list(
         Attempt.objects.filter(job_id=job_id).values_list("number", "outcome").order_by("number")
     ) == [(1, "failed"), (2, "succeeded")]
+
+
+# --- jobs scheduled for later ----------------------------------------------------------------
+
+
+def scheduled_later(job_ids: list[int]) -> list[bool]:
+    flags = dict(Job.objects.filter(pk__in=job_ids).values_list("id", "scheduled_later"))
+    return [flags[job_id] for job_id in job_ids]
+
+
+def test_jobs_stored_for_later_stay_out_of_the_claims_until_due(db: None, clock: Clock) -> None:
+    later = noop.configure(schedule_in={"hours": 1}).batch_defer({}, {})
+    due = noop.defer()
+    assert scheduled_later([*later, due]) == [True, True, False]
+    assert [claim.record.id for claim in services.claim_jobs(now=clock(), limit=10)] == [due]
+    assert scheduled_later(later) == [True, True]
+    claimed = services.claim_jobs(now=clock.advance(hours=1, minutes=1), limit=10)
+    assert [claim.record.id for claim in claimed] == later
+    assert scheduled_later(later) == [False, False]
+
+
+def test_a_retry_with_a_wait_is_stored_for_later_and_retry_now_brings_it_back(
+    db: None, clock: Clock
+) -> None:
+    job_id = concurrency_tasks.fail_first_run.defer()
+    burst_worker(clock=clock).process(services.claim_jobs(now=clock(), limit=1)[0])
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.scheduled_later) == (JobStatus.TODO, True)
+    assert services.claim_jobs(now=clock(), limit=1) == []
+    services.retry_now([job_id])
+    assert scheduled_later([job_id]) == [False]
+    assert [claim.record.id for claim in services.claim_jobs(now=clock(), limit=1)] == [job_id]
+
+
+def test_a_job_made_for_later_without_the_mark_still_waits_for_its_time(
+    db: None, clock: Clock
+) -> None:
+    # Rows written by hand (the ORM, SQL) do not set scheduled_later: the claim still
+    # respects scheduled_at; the mark only keeps the claim fast.
+    job = Job.objects.create(
+        task_name="concurrency.noop", task_kwargs={}, scheduled_at=clock() + timedelta(hours=1)
+    )
+    assert job.scheduled_later is False
+    assert services.claim_jobs(now=clock(), limit=1) == []
+    claimed = services.claim_jobs(now=clock.advance(hours=2), limit=1)
+    assert [claim.record.id for claim in claimed] == [job.pk]
+
+
+def test_a_job_for_later_whose_time_is_cleared_by_hand_is_claimed(db: None, clock: Clock) -> None:
+    job_id = noop.configure(schedule_in={"hours": 1}).defer()
+    Job.objects.filter(pk=job_id).update(scheduled_at=None)  # NULL means now
+    assert [claim.record.id for claim in services.claim_jobs(now=clock(), limit=1)] == [job_id]
+
+
+def test_the_migration_marks_the_jobs_already_waiting_for_later(db: None) -> None:
+    from django.apps import apps
+    from django.utils import timezone
+
+    migration = import_module("django_retrytasks.migrations.0007_job_scheduled_later")
+    waiting = Job.objects.create(
+        task_name="concurrency.noop",
+        task_kwargs={},
+        scheduled_at=timezone.now() + timedelta(hours=1),
+    )
+    due = Job.objects.create(task_name="concurrency.noop", task_kwargs={})
+    # The step reads only the schema editor's connection.
+    migration.mark_jobs_scheduled_later(apps, SimpleNamespace(connection=connection))
+    assert scheduled_later([waiting.pk, due.pk]) == [True, False]
 
 
 # --- waking up on time ---------------------------------------------------------------------------
