@@ -37,7 +37,7 @@ demo: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy django_retrytasks testproject
+	$(VENV)/bin/mypy django_retrytasks testproject bench
 
 bench: venv
 	$(PY) -m bench

@@ -125,7 +125,8 @@ def pickup(url: str, samples: int) -> list[float]:
             time.sleep(0.05)
     finally:
         stop_worker(process)
-    return [value * 1000 for value in Job.objects.values_list("return_value", flat=True)]
+    started = Job.objects.values_list("return_value", flat=True)
+    return [float(value) * 1000 for value in started if value is not None]
 
 
 def retry_lateness(url: str, samples: int) -> list[float]:
