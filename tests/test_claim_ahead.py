@@ -107,12 +107,20 @@ def worker_holding(
         finally:
             connections.close_all()
 
+    started: set[int] = set()
+
+    def note_start(sender: Any, job: Any, **kwargs: Any) -> None:
+        started.add(job.id)
+
+    signals.job_started.connect(note_start)
     thread = threading.Thread(target=run, name="worker-under-test")
     thread.start()
     try:
         wait_for(lambda: statuses([slow, *quick]) == {JobStatus.DOING}, "all claimed at once")
+        wait_for(lambda: slow in started, "the slow job running")
         yield worker, thread
     finally:
+        signals.job_started.disconnect(note_start)
         worker.stop()
         thread.join(20)
 
