@@ -255,10 +255,10 @@ def _claim_sql(vendor: str, queues: tuple[str, ...] | None) -> str:
 
     Its parameters: the claim's time, the worker's id, how many of the claimed jobs start
     at once (the rest are marked claimed ahead), then (PostgreSQL) the queues as one array
-    or NULL and the limit, or (SQLite) the time again, one parameter per queue, the limit. Built once per
-    database vendor and set of queues: the claim is the worker's hot path.
+    or NULL and the limit, or (SQLite) the time again, one parameter per queue, the limit.
+    Built once per database vendor and set of queues: the claim is the worker's hot path.
 
-    PostgreSQL claims in a function (migration 0006) that skips rows other workers hold
+    PostgreSQL claims in a function (migration 0007) that skips rows other workers hold
     (``FOR UPDATE SKIP LOCKED``); on SQLite the single statement runs under the database's
     one write lock, so it cannot race either.
     """
@@ -426,7 +426,7 @@ def _execute_prepared(connection: Any, sql: str, params: Sequence[Any]) -> list[
     On PostgreSQL with server-side binding, and prepared at once when the project turned
     psycopg's prepared statements on (``OPTIONS["prepare_threshold"]``; Django turns them
     off by default, for connection poolers, and then nothing is prepared: the claim keeps
-    its plans in a function instead, see migration 0006).
+    its plans in a function instead, see migrations 0006 and 0007).
     """
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
