@@ -1,4 +1,4 @@
-"""The operator's console: jobs read-only, every change through :mod:`django_retrytasks.services`.
+"""The operator's console: jobs read-only, every change through :mod:`django_retrytasks.store.operations`.
 
 The job list shows pending retries with their next run and latest error; the job page
 shows the arguments, the attempt history with tracebacks and the retries to come; the
@@ -28,9 +28,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from django_retrytasks import conf, dashboard, services, tasks
+from django_retrytasks import conf, dashboard, tasks
 from django_retrytasks.models import Attempt, Job, JobStatus, Worker
 from django_retrytasks.retry import RetryStrategy
+from django_retrytasks.store import operations
 
 try:  # Django >= 6.1 offers actions on the object's own page too.
     from django.contrib.admin.options import ActionLocation
@@ -110,7 +111,7 @@ def max_runs(task_name: str) -> int | None:
 
 
 def report_action(
-    request: HttpRequest, action: str, done_text: str, report: services.ActionReport
+    request: HttpRequest, action: str, done_text: str, report: operations.ActionReport
 ) -> None:
     """Say what an action did and what it skipped, grouped by the reason for the skip."""
     if report.done:
@@ -132,7 +133,7 @@ def report_action(
 class ReadOnly:
     """No one adds, edits or deletes rows through Django's own views.
 
-    State changes go through the actions and so through :mod:`django_retrytasks.services`
+    State changes go through the actions and so through :mod:`django_retrytasks.store.operations`
     (Django's delete view, for one, would delete running jobs).
     """
 
@@ -497,18 +498,18 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
             ending,
         )
 
-    # --- actions: each one through services, each one reporting what it did ---------------
+    # --- actions: each one through the store, each one reporting what it did ---------------
 
     def run_action(
         self,
         request: HttpRequest,
         job_ids: Sequence[int],
-        service: Callable[[list[int]], services.ActionReport],
+        service: Callable[[list[int]], operations.ActionReport],
         *,
         action: str,
         done_text: str,
         log_flag: int = CHANGE,
-    ) -> services.ActionReport:
+    ) -> operations.ActionReport:
         """Run a service on jobs, say what it did, and record it in each job's admin history."""
         ids = list(job_ids)
         jobs_by_id = {job.pk: job for job in Job.objects.filter(pk__in=ids).only("id", "task_name")}
@@ -533,7 +534,7 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
         self.run_action(
             request,
             self.selected_ids(queryset),
-            services.retry_now,
+            operations.retry_now,
             action="Retry now",
             done_text="will run at once",
         )
@@ -543,7 +544,7 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
         self.run_action(
             request,
             self.selected_ids(queryset),
-            services.cancel,
+            operations.cancel,
             action="Cancel",
             done_text="cancelled",
         )
@@ -553,7 +554,7 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
         self.run_action(
             request,
             self.selected_ids(queryset),
-            services.request_abort,
+            operations.request_abort,
             action="Abort",
             done_text="asked to stop (they end aborted when their task gives up)",
         )
@@ -569,7 +570,7 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
         report = self.run_action(
             request,
             self.selected_ids(queryset),
-            services.delete_finished,
+            operations.delete_finished,
             action="Delete",
             done_text="deleted with their history",
             log_flag=DELETION,
@@ -641,7 +642,7 @@ class JobAdmin(ReadOnly, admin.ModelAdmin):
             self.run_action(
                 request,
                 ids,
-                services.retry_now,
+                operations.retry_now,
                 action=f"Retry {task_name} / {error_type}",
                 done_text="will run at once",
             )

@@ -41,6 +41,7 @@ from django_retrytasks.exceptions import GiveUp, Snooze, SnoozeLimitReached, Unk
 from django_retrytasks.jobs import Job as JobRecord
 from django_retrytasks.jobs import JobContext
 from django_retrytasks.models import Job, JobStatus, Outcome
+from django_retrytasks.store import operations
 from django_retrytasks.timeouts import Deadline
 
 logger = logging.getLogger(__name__)
@@ -594,7 +595,7 @@ class Worker:
             return
         self._last_prune = time.monotonic()
         try:
-            services.prune(now=now, max_batches=1, using=self.using)
+            operations.prune(now=now, max_batches=1, using=self.using)
         except Exception:
             # Retention is housekeeping: a failure is logged and tried again next interval.
             logger.exception(

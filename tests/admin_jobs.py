@@ -8,6 +8,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from django_retrytasks import services
+from django_retrytasks.store import operations
 from django_retrytasks.tasks import JobSpec
 from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker import Worker
@@ -77,11 +78,11 @@ def make_jobs_in_every_state(now: datetime) -> JobsInEveryState:
         schedule_in={"hours": 1}, lock="invoice-42", queueing_lock="send-invoice-42"
     ).defer(invoice=42)
     cancelled = admin_tasks.admin_ok.configure(schedule_in={"hours": 1}).defer(invoice=7)
-    services.cancel([cancelled])
+    operations.cancel([cancelled])
 
     aborted = admin_tasks.admin_stoppable.defer(steps=3)
     [aborted_claim] = services.claim_jobs(now=due(now), limit=1)
-    services.request_abort([aborted])
+    operations.request_abort([aborted])
     worker_at(now).process(aborted_claim)
 
     running = admin_tasks.admin_stoppable.defer(steps=3)

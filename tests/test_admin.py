@@ -14,6 +14,7 @@ from django.urls import reverse
 from django_retrytasks import dashboard
 from django_retrytasks.models import Attempt, Job, JobStatus, Outcome
 from django_retrytasks.models import Worker as WorkerRow
+from django_retrytasks.store import operations
 from testproject.demo import admin_tasks
 from tests.admin_jobs import JobsInEveryState, make_jobs_in_every_state, worker_at
 from tests.conftest import Clock
@@ -287,7 +288,7 @@ def test_a_task_that_never_checks_finishes_normally_after_an_abort_request(
 
     job_id = admin_tasks.admin_ok.defer()
     [claim] = services.claim_jobs(now=clock.now, limit=1)
-    services.request_abort([job_id])
+    operations.request_abort([job_id])
     worker_at(clock.now).process(claim)
     assert status(job_id) == JobStatus.SUCCEEDED
 

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 
 from django_retrytasks import services
 from django_retrytasks.models import Job, JobStatus, Outcome
+from django_retrytasks.store import operations
 
 from .admin_jobs import worker_at
 from .conftest import Clock
@@ -46,7 +47,7 @@ def test_the_reindex_example_stops_when_asked_and_is_not_retried(
 ) -> None:
     job_id = readme["reindex"].defer(shard_ids=[1, 2, 3])
     [claim] = services.claim_jobs(now=clock.now, limit=1)
-    services.request_abort([job_id])
+    operations.request_abort([job_id])
     worker_at(clock.now).process(claim)
     job = Job.objects.get(pk=job_id)
     assert job.status == JobStatus.ABORTED  # although the task has retry=5

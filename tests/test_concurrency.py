@@ -21,6 +21,7 @@ from django.db import connection, transaction
 
 from django_retrytasks import AlreadyEnqueued, notify, services
 from django_retrytasks.models import Attempt, Job, JobStatus
+from django_retrytasks.store import operations
 from django_retrytasks.worker import Worker
 from testproject.demo import concurrency_tasks
 from testproject.demo.concurrency_tasks import (
@@ -347,7 +348,7 @@ def test_a_retry_with_a_wait_is_stored_for_later_and_retry_now_brings_it_back(
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.scheduled_later) == (JobStatus.TODO, True)
     assert services.claim_jobs(now=clock(), limit=1) == []
-    services.retry_now([job_id])
+    operations.retry_now([job_id])
     assert scheduled_later([job_id]) == [False]
     assert [claim.record.id for claim in services.claim_jobs(now=clock(), limit=1)] == [job_id]
 
@@ -427,7 +428,7 @@ def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
         retried = noop.configure(queue="mine", schedule_in={"hours": 1}).defer()
         assert woken.wait(5)  # a job scheduled later: the worker recomputes its sleep
         woken.clear()
-        services.retry_now([retried])
+        operations.retry_now([retried])
         assert woken.wait(5)
     finally:
         listener.stop()

@@ -34,6 +34,7 @@ from django_retrytasks import RetryStrategy, services, signals
 from django_retrytasks.backends import BACKEND_DEFAULT, RetryTask, RetryTasksBackend
 from django_retrytasks.models import Attempt, Job, JobStatus
 from django_retrytasks.models import Worker as WorkerRow
+from django_retrytasks.store import operations
 from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker import Worker
 from testproject.demo import djangotasks_django as tasks
@@ -554,11 +555,11 @@ def test_only_tasks_of_this_backend_run(
 
 def test_cancelled_is_failed_and_retry_now_makes_it_ready_again(clock: Clock) -> None:
     result = tasks.add.enqueue(1, 2)
-    services.cancel([int(result.id)], now=clock())
+    operations.cancel([int(result.id)], now=clock())
     result.refresh()
     assert result.status == TaskResultStatus.FAILED
     assert result.errors == [] and result.finished_at == clock()
-    services.retry_now([int(result.id)], now=clock())
+    operations.retry_now([int(result.id)], now=clock())
     result.refresh()
     assert result.status == TaskResultStatus.READY and result.finished_at is None
     run(clock)

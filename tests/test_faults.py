@@ -33,6 +33,7 @@ from django_retrytasks import services
 from django_retrytasks.admin import JobAdmin
 from django_retrytasks.heartbeat import heartbeat_settings, max_consecutive_losses_setting
 from django_retrytasks.models import Job, Worker
+from django_retrytasks.store import operations
 from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker import Worker as JobWorker
 from testproject.demo import faults_tasks, tasks
@@ -332,7 +333,7 @@ def test_a_job_that_keeps_killing_its_worker_is_held() -> None:
     # Nothing runs it again until an operator does.
     assert manage("runworker", "--burst").returncode == 0
     assert status(job_id) == "failed"
-    assert services.retry_now([job_id]).done == [job_id]
+    assert operations.retry_now([job_id]).done == [job_id]
     job.refresh_from_db()
     assert (job.status, job.held) == ("todo", False)
 

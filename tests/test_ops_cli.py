@@ -13,9 +13,10 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from django_retrytasks import checks, services, tasks
+from django_retrytasks import checks, tasks
 from django_retrytasks.models import Attempt, Job
 from django_retrytasks.retry import BaseRetryStrategy, RetryStrategy
+from django_retrytasks.store import operations
 from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker import Worker
 from testproject.demo import ops_tasks
@@ -188,10 +189,10 @@ def test_prune_deletes_only_old_finished_jobs_and_their_attempts(clock: Clock) -
     old_running = Job.objects.create(
         task_name="ops.succeed", status="doing", created_at=ancient, started_at=ancient
     ).pk
-    report = services.prune(now=clock(), dry_run=True)
+    report = operations.prune(now=clock(), dry_run=True)
     assert report.jobs["succeeded"] == 1 and report.jobs["failed"] == 1 and report.total == 3
     assert Job.objects.count() == 8
-    report = services.prune(now=clock(), batch_size=1)
+    report = operations.prune(now=clock(), batch_size=1)
     assert report.jobs == {"succeeded": 1, "failed": 1, "cancelled": 1, "aborted": 0}
     assert report.attempts == 5
     remaining = set(Job.objects.values_list("pk", flat=True))
@@ -204,7 +205,7 @@ def test_retention_comes_from_settings_and_none_keeps_for_ever(clock: Clock) -> 
     kept = finished_job("failed", finished_ago=timedelta(days=400), clock=clock)
     gone = finished_job("succeeded", finished_ago=timedelta(hours=2), clock=clock)
     with override_settings(RETRYTASKS_RETENTION={"succeeded": timedelta(hours=1), "failed": None}):
-        report = services.prune(now=clock())
+        report = operations.prune(now=clock())
     assert report.total == 1
     assert set(Job.objects.values_list("pk", flat=True)) == {kept}
     assert gone

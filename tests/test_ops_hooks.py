@@ -16,6 +16,7 @@ from django.dispatch import Signal
 
 from django_retrytasks import signals
 from django_retrytasks.models import Attempt, Job
+from django_retrytasks.store import operations
 from django_retrytasks.testing import run_due_jobs
 from testproject.demo import ops_tasks
 
@@ -345,15 +346,14 @@ def test_every_state_change_is_logged_once_with_stable_keys(
 
 
 def test_operator_actions_are_logged(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
-    from django_retrytasks import services
 
     caplog.set_level(logging.INFO, logger="django_retrytasks")
     waiting = ops_tasks.succeed.defer()
     failed = ops_tasks.gives_up.defer()
     run_due_jobs(now=clock(), queues=["nothing"])  # keep "waiting" waiting
     Job.objects.filter(pk=failed).update(status="failed", attempts=1)
-    services.cancel([waiting])
-    services.retry_now([failed])
+    operations.cancel([waiting])
+    operations.retry_now([failed])
     [cancelled] = job_logs(caplog, "job_cancelled")
     [retried] = job_logs(caplog, "job_retry_now")
     assert (cancelled.job_id, cancelled.task_name, cancelled.attempt) == (waiting, "ops.succeed", 1)

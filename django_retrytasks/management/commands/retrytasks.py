@@ -15,10 +15,11 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_retrytasks import services, stats
+from django_retrytasks import stats
 from django_retrytasks.jobs import Status
 from django_retrytasks.management.commands.runworker import positive_int
 from django_retrytasks.models import Job, JobStatus
+from django_retrytasks.store import operations
 
 LIST_COLUMNS = ("id", "status", "task_name", "queue", "attempts", "scheduled_at", "finished_at")
 
@@ -228,10 +229,10 @@ class Command(BaseCommand):
     # --- acting -------------------------------------------------------------------------
 
     def handle_retry(self, *, job_ids: list[int], **options: Any) -> None:
-        self._report("retried", services.retry_now(job_ids))
+        self._report("retried", operations.retry_now(job_ids))
 
     def handle_cancel(self, *, job_ids: list[int], **options: Any) -> None:
-        self._report("cancelled", services.cancel(job_ids))
+        self._report("cancelled", operations.cancel(job_ids))
 
     def handle_prune(
         self,
@@ -249,7 +250,7 @@ class Command(BaseCommand):
             for state in (Status.FAILED, Status.CANCELLED, Status.ABORTED):
                 retention[state] = timedelta(days=failed_days)
         try:
-            report = services.prune(retention=retention, batch_size=batch_size, dry_run=dry_run)
+            report = operations.prune(retention=retention, batch_size=batch_size, dry_run=dry_run)
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from error
         verb = "Would delete" if dry_run else "Deleted"
@@ -261,7 +262,7 @@ class Command(BaseCommand):
 
     # --- output -------------------------------------------------------------------------
 
-    def _report(self, verb: str, report: services.ActionReport) -> None:
+    def _report(self, verb: str, report: operations.ActionReport) -> None:
         for done in report.done:
             self.stdout.write(f"#{done} {verb}")
         for skipped, reason in report.skipped.items():
