@@ -36,6 +36,42 @@ class Outcome(models.TextChoices):
     ABORTED = "aborted", _("aborted")
 
 
+class UndecodableJSON:
+    """A stored JSON value that Python cannot read back, such as one nested thousands deep.
+
+    Such a row can only come from outside ``defer()`` (hand-written SQL, another program),
+    but it must not take down whatever reads it: the worker fails the job with ``error``,
+    the admin and the command line show this instead of the value.
+    """
+
+    __slots__ = ("error", "size")
+
+    def __init__(self, *, error: str, size: int) -> None:
+        self.error = error
+        self.size = size
+
+    def __str__(self) -> str:
+        return f"<stored JSON that cannot be read back ({self.error}); {self.size:,} characters>"
+
+    __repr__ = __str__
+
+
+class StoredJSONField(models.JSONField):
+    """A ``JSONField`` whose rows never raise on reading: see :class:`UndecodableJSON`."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        try:
+            return super().from_db_value(value, expression, connection)
+        except (RecursionError, ValueError) as error:
+            text = "nested too deep" if isinstance(error, RecursionError) else str(error)
+            return UndecodableJSON(error=text, size=len(value) if isinstance(value, str) else 0)
+
+    def deconstruct(self) -> Any:
+        # Stored exactly like Django's JSONField: migrations need not know the difference.
+        name, _, args, kwargs = super().deconstruct()
+        return name, "django.db.models.JSONField", args, kwargs
+
+
 class JobQuerySet(models.QuerySet["Job"]):
     def waiting(self) -> JobQuerySet:
         return self.filter(status=JobStatus.TODO)
@@ -74,7 +110,7 @@ class Job(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     task_name = models.CharField(max_length=255)
-    task_kwargs = models.JSONField(default=dict, blank=True)
+    task_kwargs = StoredJSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.TODO)
     queue = models.CharField(max_length=128, default="default")
     priority = models.IntegerField(default=0)
@@ -107,7 +143,7 @@ class Job(models.Model):
     scheduled_later = models.BooleanField(default=False)
     #: The ``django.tasks`` backend alias for jobs enqueued through it, else empty.
     backend = models.CharField(max_length=64, blank=True, default="")
-    return_value = models.JSONField(null=True, blank=True)
+    return_value = StoredJSONField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 

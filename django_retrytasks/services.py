@@ -375,7 +375,7 @@ def claim_jobs(
     claims = []
     for values in sorted(rows, key=lambda row: (-row[5], row[0])):
         row = dict(zip(_CLAIM_COLUMNS, values, strict=True))
-        row["task_kwargs"] = json_field.from_db_value(row["task_kwargs"], None, connection)  # type: ignore[arg-type]
+        row["task_kwargs"] = json_field.from_db_value(row["task_kwargs"], None, connection)
         for name in ("scheduled_at", "created_at"):
             row[name] = _to_datetime(row[name], connection)
         claims.append(
