@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from django.apps import AppConfig
@@ -7,6 +8,8 @@ from django.conf import settings
 from django.db import OperationalError
 from django.db.backends.signals import connection_created
 from django.utils.module_loading import autodiscover_modules
+
+from django_retrytasks import conf
 
 
 def use_wal_on_sqlite(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -36,6 +39,9 @@ class RetryTasksConfig(AppConfig):
 
     def ready(self) -> None:
         connection_created.connect(use_wal_on_sqlite, dispatch_uid="django_retrytasks_wal")
-        # Import every installed app's tasks.py so the worker and the admin know its tasks.
+        # Import every installed app's tasks.py, and the modules the settings name, so the
+        # worker and the admin know their tasks (a job row never makes anything import).
         autodiscover_modules("tasks")
+        for module in conf.task_modules():
+            import_module(module)
         from django_retrytasks import checks  # noqa: F401 (registers the system checks)

@@ -17,6 +17,8 @@ setting                            meaning                                      
                                    taken for dead and its running jobs recovered
 ``RETRYTASKS_MAX_CONSECUTIVE_      runs in a row lost with their worker after      3
 LOSSES``                           which a job is held (``None``: never held)
+``RETRYTASKS_TASK_MODULES``        modules to import at start-up, besides every    ``[]``
+                                   installed app's ``tasks``: their tasks run
 =================================  =============================================  ===========================
 
 Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
@@ -54,6 +56,8 @@ class RetryTasksSettings:
     heartbeat_interval: float
     heartbeat_timeout: float
     max_consecutive_losses: int | None
+    #: Modules imported when Django starts, besides each installed app's ``tasks``.
+    task_modules: tuple[str, ...] = ()
 
 
 def merge_retention(value: Any, *, name: str = "retention") -> dict[str, timedelta | None]:
@@ -146,4 +150,19 @@ def get_settings() -> RetryTasksSettings:
             integer=True,
             minimum=1,
         ),
+        task_modules=task_modules(),
     )
+
+
+def task_modules() -> tuple[str, ...]:
+    """``RETRYTASKS_TASK_MODULES``, checked (read alone when Django starts)."""
+    name = "RETRYTASKS_TASK_MODULES"
+    value = getattr(django_settings, name, ())
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ImproperlyConfigured(
+            f"{name} must be a list of module names such as ['myapp.jobs'], got {value!r}"
+        )
+    for module in value:
+        if not isinstance(module, str) or not module:
+            raise ImproperlyConfigured(f"{name} must hold module names (strings), got {module!r}")
+    return tuple(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django_retrytasks.durations import delay_to_seconds
+
 
 class RetryTasksError(Exception):
     """Something went wrong in django-retrytasks."""
@@ -34,8 +36,6 @@ class Snooze(Exception):
     """The task asks to run again later without using up an attempt."""
 
     def __init__(self, seconds: float = 0, **delay: float) -> None:
-        from django_retrytasks.retry import delay_to_seconds
-
         total = delay_to_seconds({"seconds": seconds, **delay}, name="Snooze delay")
         if total < 0:
             raise ValueError(f"a snooze lasts 0 seconds or more, got {total:g}")

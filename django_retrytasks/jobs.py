@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from django_retrytasks.exceptions import GiveUp, Snooze
 
@@ -30,6 +30,20 @@ class Status:
 
     WAITING = (TODO,)
     FINISHED = (SUCCEEDED, FAILED, CANCELLED, ABORTED)
+
+
+class RunOutcome:
+    """How one run of a job ended (``Attempt.outcome``)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    #: Cut short by the worker's own shutdown (or never started); does not use up an attempt.
+    INTERRUPTED = "interrupted"
+    #: The worker died during the run; counted, and judged as a ``WorkerLost`` failure.
+    LOST = "lost"
+    #: The task asked to run again later (``Snooze``); does not use up an attempt.
+    SNOOZED = "snoozed"
+    ABORTED = "aborted"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +70,53 @@ class Job:
 
     def evolve(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything needed to store one job: what to run and where it waits."""
+
+    task_name: str
+    task_kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    lock: str | None
+    queueing_lock: str | None
+    scheduled_at: datetime | None
+    delay_seconds: float | None
+    #: The ``django.tasks`` backend alias for jobs enqueued through it, else empty.
+    backend: str = ""
+
+
+class JobLike(Protocol):
+    """What a log line reads from a job: a :class:`Job` record or a ``models.Job`` row."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def task_name(self) -> str: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def queue(self) -> str: ...
+
+
+def log_fields(job: JobLike, **more: Any) -> dict[str, Any]:
+    """The ``extra`` keys every log line about a job carries (``action`` comes with ``more``).
+
+    ``attempt`` is the number of the run the line is about: the current run for a
+    worker, the next run for a job that waits.
+    """
+    return {
+        "job_id": job.id,
+        "task_name": job.task_name,
+        "attempt": job.attempts + 1,
+        "queue": job.queue,
+        **more,
+    }
 
 
 @dataclass(frozen=True, kw_only=True)

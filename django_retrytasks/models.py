@@ -1,6 +1,6 @@
 """Storage: jobs, the history of their runs, and the workers that run them.
 
-Rows are written only by :mod:`django_retrytasks.services`; everything else reads.
+Rows are written only by :mod:`django_retrytasks.store`; everything else reads.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ class JobStatus(models.TextChoices):
 
 
 class Outcome(models.TextChoices):
-    SUCCEEDED = "succeeded", _("succeeded")
-    FAILED = "failed", _("failed")
+    SUCCEEDED = jobs.RunOutcome.SUCCEEDED, _("succeeded")
+    FAILED = jobs.RunOutcome.FAILED, _("failed")
     #: Cut short by the worker's own graceful shutdown; does not use up a retry.
-    INTERRUPTED = "interrupted", _("interrupted")
+    INTERRUPTED = jobs.RunOutcome.INTERRUPTED, _("interrupted")
     #: The worker died during the run; counted, and judged as a ``WorkerLost`` failure.
-    LOST = "lost", _("lost")
+    LOST = jobs.RunOutcome.LOST, _("lost")
     #: The task asked to run again later (``Snooze``); does not use up an attempt.
-    SNOOZED = "snoozed", _("snoozed")
-    ABORTED = "aborted", _("aborted")
+    SNOOZED = jobs.RunOutcome.SNOOZED, _("snoozed")
+    ABORTED = jobs.RunOutcome.ABORTED, _("aborted")
 
 
 class UndecodableJSON:

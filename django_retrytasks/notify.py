@@ -1,29 +1,16 @@
-"""Instant wake-ups on PostgreSQL: a trigger NOTIFYs, each worker LISTENs on its own connection.
+"""The PostgreSQL side of instant wake-ups: a trigger NOTIFYs when a job becomes due.
 
-The trigger (migration ``0002``) runs in the transaction that stores a waiting job or puts
+The trigger (migration ``0003``) runs in the transaction that stores a waiting job or puts
 one back in the queue, so the notification is sent exactly when that transaction commits
-and never for one that rolls back. Its payload is the job's queue; a worker wakes only
-for its own queues. The worker still polls, so a lost connection only costs latency.
-
-SQLite has no NOTIFY: an idle worker there watches ``PRAGMA data_version`` instead
-(:class:`CommitWatcher`), which moves whenever another connection commits.
+and never for one that rolls back. Its payload is the job's queue. Workers listen on
+:data:`CHANNEL` (see :mod:`django_retrytasks.worker.listener`).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import connections
-
-logger = logging.getLogger(__name__)
-
 CHANNEL = "django_retrytasks"
-#: How often the listening thread looks up from the socket to see whether it must stop.
-STOP_CHECK_SECONDS = 0.2
-RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 TRIGGER_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION django_retrytasks_notify() RETURNS trigger AS $$
@@ -72,129 +59,3 @@ def remove_triggers(apps: Any, schema_editor: Any) -> None:
         return
     for statement in DROP_TRIGGERS:
         schema_editor.execute(statement)
-
-
-class Listener:
-    """A thread that LISTENs on its own connection and calls ``notified`` for relevant jobs.
-
-    ``notified`` gets the listening connection (a Django ``DatabaseWrapper`` in autocommit)
-    and may run statements on it: its server process has just sent the notification and
-    answers faster than one that has been idle (on the 2-core bench machine, a claim there
-    took 0.6 ms instead of 1.7). It defaults to calling ``wake``.
-    """
-
-    def __init__(
-        self,
-        *,
-        using: str,
-        queues: Sequence[str] | None,
-        wake: Callable[[], None],
-        notified: Callable[[Any], None] | None = None,
-    ) -> None:
-        self.using = using
-        self.queues = frozenset(queues) if queues else None
-        self.wake = wake
-        self.notified = notified or (lambda connection: wake())
-        self.listening = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retrytasks-listener", daemon=True)
-
-    @classmethod
-    def start_for(
-        cls,
-        *,
-        using: str,
-        queues: Sequence[str] | None,
-        wake: Callable[[], None],
-        notified: Callable[[Any], None] | None = None,
-    ) -> Listener | None:
-        """Start listening if the database can (PostgreSQL); else return ``None``."""
-        if connections[using].vendor != "postgresql":
-            return None
-        listener = cls(using=using, queues=queues, wake=wake, notified=notified)
-        listener._thread.start()
-        return listener
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(STOP_CHECK_SECONDS * 5)
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            wrapper = connections.create_connection(self.using)
-            try:
-                wrapper.connect()
-                wrapper.set_autocommit(True)
-                raw = wrapper.connection
-                raw.execute(f"LISTEN {CHANNEL}")
-                self.listening.set()
-                failures = 0
-                # Jobs may have come while we were not listening: look once.
-                self.wake()
-                while not self._stop.is_set():
-                    relevant = False
-                    # Ends after the first packet with a notification, so that ``notified``
-                    # may use the connection; what arrives meanwhile is kept for the next.
-                    for notification in raw.notifies(timeout=STOP_CHECK_SECONDS, stop_after=1):
-                        if self.queues is None or notification.payload in self.queues:
-                            relevant = True
-                    if relevant and not self._stop.is_set():
-                        self.notified(wrapper)
-            except Exception as error:
-                self.listening.clear()
-                wait = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
-                failures += 1
-                logger.warning(
-                    "Not listening for new jobs (%s: %s); polling meanwhile, reconnecting in %gs",
-                    type(error).__name__,
-                    error,
-                    wait,
-                    extra={"action": "listen_error"},
-                )
-                self._stop.wait(wait)
-            finally:
-                self.listening.clear()
-                try:
-                    wrapper.close()
-                except Exception:
-                    logger.debug("Closing the listening connection failed", exc_info=True)
-
-
-#: How often an idle worker on SQLite looks whether another process committed something.
-SQLITE_WATCH_SECONDS = 0.01
-
-
-class CommitWatcher:
-    """SQLite's stand-in for NOTIFY: ``PRAGMA data_version`` changes when another
-    connection commits, so an idle worker that reads it every few milliseconds (a read of
-    a counter, no disk access) sees a job deferred by another process almost at once."""
-
-    def __init__(self, using: str) -> None:
-        self.using = using
-        self._version: int | None = None
-
-    @classmethod
-    def for_database(cls, using: str) -> CommitWatcher | None:
-        return cls(using) if connections[using].vendor == "sqlite" else None
-
-    def changed(self) -> bool:
-        with connections[self.using].cursor() as cursor:
-            cursor.execute("PRAGMA data_version")
-            version = cursor.fetchone()[0]
-        changed = self._version is not None and version != self._version
-        self._version = version
-        return changed
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait up to ``seconds`` for ``event`` or for a commit of another connection."""
-        self.changed()  # the version to compare with: commits from now on count
-        remaining = seconds
-        while remaining > 0:
-            step = min(remaining, SQLITE_WATCH_SECONDS)
-            if event.wait(step):
-                return True
-            if self.changed():
-                return True
-            remaining -= step
-        return False

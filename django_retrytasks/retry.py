@@ -16,22 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from django_retrytasks.durations import add_delay, check_aware, delay_to_seconds
+
 if TYPE_CHECKING:
     from django_retrytasks.jobs import Job
-
-#: The latest moment a retry is ever scheduled for. Far-future delays saturate here
-#: instead of overflowing ``datetime`` (year 9999 fits every supported database).
-LATEST_RETRY_AT = datetime(9999, 12, 31, tzinfo=UTC)
-
-_TIMEDELTA_UNITS_IN_SECONDS = {
-    "weeks": 604800.0,
-    "days": 86400.0,
-    "hours": 3600.0,
-    "minutes": 60.0,
-    "seconds": 1.0,
-    "milliseconds": 0.001,
-    "microseconds": 0.000001,
-}
 
 
 class JobLike(Protocol):
@@ -50,52 +38,34 @@ class JobLike(Protocol):
     def failed_at(self) -> datetime | None: ...
 
 
-def delay_to_seconds(delay: Mapping[str, float] | timedelta | float | int, *, name: str) -> float:
-    """Return a delay given as timedelta keyword arguments, a timedelta or seconds, in seconds.
-
-    Unlike ``timedelta(**kwargs)`` this never overflows: a delay too long for a
-    datetime comes back as a huge (or infinite) float, which :func:`add_delay` saturates.
-    """
-    if isinstance(delay, timedelta):
-        return delay.total_seconds()
-    if isinstance(delay, bool):
-        raise TypeError(f"{name} must be a dict of timedelta arguments or a timedelta, not a bool")
-    if isinstance(delay, int | float):
-        seconds = float(delay)
-    elif isinstance(delay, Mapping):
-        seconds = 0.0
-        for unit, amount in delay.items():
-            if unit not in _TIMEDELTA_UNITS_IN_SECONDS:
-                raise TypeError(
-                    f"{name} has an unknown unit {unit!r}; use any of "
-                    + ", ".join(_TIMEDELTA_UNITS_IN_SECONDS)
-                )
-            if isinstance(amount, bool) or not isinstance(amount, int | float):
-                raise TypeError(f"{name}[{unit!r}] must be a number, not {type(amount).__name__}")
-            seconds += float(amount) * _TIMEDELTA_UNITS_IN_SECONDS[unit]
-    else:
-        raise TypeError(
-            f"{name} must be a dict of timedelta arguments (e.g. {{'seconds': 10}}) or a "
-            f"timedelta, not {type(delay).__name__}"
-        )
-    if math.isnan(seconds):
-        raise ValueError(f"{name} is not a number (NaN)")
-    return seconds
+#: What a job's columns hold; a decision that would not fit is refused when it is built.
+MAX_QUEUE_LENGTH = 128
+MAX_LOCK_LENGTH = 255
+PRIORITY_RANGE = range(-(2**31), 2**31)
 
 
-def add_delay(now: datetime, seconds: float) -> tuple[datetime, bool]:
-    """Return ``now`` plus ``seconds`` and whether the result had to be clamped to the latest time."""
-    if seconds >= (LATEST_RETRY_AT - now).total_seconds():
-        return LATEST_RETRY_AT, True
-    return now + timedelta(seconds=seconds), False
+def _check_priority(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"priority must be an int, not {type(value).__name__}")
+    if value not in PRIORITY_RANGE:
+        raise ValueError(f"priority must fit in 32 bits, got {value}")
+    return value
 
 
-def check_aware(moment: datetime, *, name: str) -> datetime:
-    if not isinstance(moment, datetime):
-        raise TypeError(f"{name} must be a datetime, not {type(moment).__name__}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be an aware datetime (with a tzinfo), got {moment!r}")
-    return moment
+def _check_name(value: object, option: str, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{option} must be a string, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{option} must be a non-empty string")
+    if len(value) > max_length:
+        raise ValueError(f"{option} is at most {max_length} characters, got {len(value)}")
+    if "\x00" in value:
+        raise ValueError(f"{option} must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{option} must not contain an unpaired surrogate") from None
+    return value
 
 
 class RetryDecision:
@@ -123,15 +93,9 @@ class RetryDecision:
         self.retry_in_seconds = (
             None if retry_in is None else delay_to_seconds(retry_in, name="retry_in")
         )
-        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-            raise TypeError(f"priority must be an int, not {type(priority).__name__}")
-        if queue is not None and (not isinstance(queue, str) or not queue):
-            raise ValueError(f"queue must be a non-empty string, got {queue!r}")
-        if lock is not None and not isinstance(lock, str):
-            raise TypeError(f"lock must be a string, not {type(lock).__name__}")
-        self.priority = priority
-        self.queue = queue
-        self.lock = lock
+        self.priority = None if priority is None else _check_priority(priority)
+        self.queue = None if queue is None else _check_name(queue, "queue", MAX_QUEUE_LENGTH)
+        self.lock = None if lock is None else _check_name(lock, "lock", MAX_LOCK_LENGTH)
         self.should_retry = bool(should_retry)
 
     @property
@@ -209,6 +173,10 @@ class BaseRetryStrategy:
     def schedule_preview(self, *, attempts: int, count: int) -> list[float] | None:
         """Return the next ``count`` waits in seconds, or ``None`` when they cannot be known in advance."""
         return None
+
+    def why_not_retried(self, *, exception: BaseException, job: Job) -> str:
+        """Say, for an operator, why this strategy just declined to retry a failure."""
+        return "the retry strategy returned no retry"
 
 
 def _check_count(value: object, *, name: str) -> int | None:
@@ -388,6 +356,20 @@ class RetryStrategy(BaseRetryStrategy):
             if not self._within_budget(job, add_delay(failed_at, max(seconds, 0.0))[0]):
                 return None
         return RetryDecision(retry_in={"seconds": seconds})
+
+    def why_not_retried(self, *, exception: BaseException, job: Job) -> str:
+        if self.max_attempts is not None and job.attempts >= self.max_attempts:
+            return f"max_attempts ({self.max_attempts}) reached"
+        kind = type(exception).__qualname__
+        if self.retry_exceptions is not None and not isinstance(exception, self.retry_exceptions):
+            return f"{kind} is not in retry_exceptions"
+        if self.no_retry_exceptions is not None and isinstance(
+            exception, self.no_retry_exceptions
+        ):
+            return f"{kind} is in no_retry_exceptions"
+        if self.retry_for is not None:
+            return f"the next run would start after the retry_for budget ({self.retry_for})"
+        return super().why_not_retried(exception=exception, job=job)
 
     def _within_budget(self, job: JobLike, retry_at: datetime) -> bool:
         """Whether a run at ``retry_at`` still starts within ``retry_for`` of the job's creation."""

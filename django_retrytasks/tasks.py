@@ -10,12 +10,13 @@ import functools
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, overload
 
+from django_retrytasks import durations
 from django_retrytasks import retry as retry_module
 from django_retrytasks.exceptions import ArgumentsNotSerializable, UnknownTask
+from django_retrytasks.jobs import JobSpec
 
 DEFAULT_QUEUE = "default"
 
@@ -76,22 +77,6 @@ def _check_priority(value: object) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """Everything needed to store one job: what to run and where it waits."""
-
-    task_name: str
-    task_kwargs: dict[str, Any]
-    queue: str
-    priority: int
-    lock: str | None
-    queueing_lock: str | None
-    scheduled_at: datetime | None
-    delay_seconds: float | None
-    #: The ``django.tasks`` backend alias for jobs enqueued through it, else empty.
-    backend: str = ""
-
-
 class Deferrer:
     """Defers jobs of one task with options set by :meth:`Task.configure`."""
 
@@ -112,12 +97,12 @@ class Deferrer:
         self.schedule_at = (
             None
             if schedule_at is None
-            else retry_module.check_aware(schedule_at, name="schedule_at")
+            else durations.check_aware(schedule_at, name="schedule_at")
         )
         self.delay_seconds = (
             None
             if schedule_in is None
-            else retry_module.delay_to_seconds(schedule_in, name="schedule_in")
+            else durations.delay_to_seconds(schedule_in, name="schedule_in")
         )
         self.priority = task.priority if priority is None else _check_priority(priority)
         self.queue = (
@@ -145,15 +130,15 @@ class Deferrer:
 
     def defer(self, **kwargs: Any) -> int:
         """Store one job and return its id."""
-        from django_retrytasks import services
+        from django_retrytasks import store
 
-        return services.defer_jobs([self.spec(kwargs)])[0]
+        return store.defer_jobs([self.spec(kwargs)], sender=self.task)[0]
 
     def batch_defer(self, *kwargs_list: Mapping[str, Any]) -> list[int]:
         """Store one job per dict of arguments, all or nothing, and return their ids."""
-        from django_retrytasks import services
+        from django_retrytasks import store
 
-        return services.defer_jobs([self.spec(kwargs) for kwargs in kwargs_list])
+        return store.defer_jobs([self.spec(kwargs) for kwargs in kwargs_list], sender=self.task)
 
 
 class Task:

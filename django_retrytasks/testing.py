@@ -21,9 +21,14 @@ from typing import Any
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
-from django_retrytasks import retry, services, tasks
+from django_retrytasks import durations, store, tasks
 from django_retrytasks.models import Job, JobStatus
-from django_retrytasks.worker import Worker
+from django_retrytasks.worker.announcing import Announcer
+from django_retrytasks.worker.completer import InlineCompleter
+from django_retrytasks.worker.processing import Processor
+
+#: The worker name the test helpers record on attempts.
+RUNNER_NAME = "test-runner"
 
 #: How far ``advance`` may move the clock: ``True`` (as far as jobs are scheduled), a
 #: ``timedelta`` or a dict of timedelta arguments; ``False`` keeps the clock where it is.
@@ -44,8 +49,8 @@ def _horizon(start: datetime, advance: Advance) -> datetime | None:
     if advance is False:
         return None
     if advance is True:
-        return retry.LATEST_RETRY_AT
-    return retry.add_delay(start, retry.delay_to_seconds(advance, name="advance"))[0]
+        return durations.LATEST_RETRY_AT
+    return durations.add_delay(start, durations.delay_to_seconds(advance, name="advance"))[0]
 
 
 def _next_scheduled(after: datetime, queues: Sequence[str] | None, using: str) -> datetime | None:
@@ -68,24 +73,18 @@ def _run(
     """Run due jobs (moving the clock when asked); return the runs and the clock's last moment."""
     clock = _Clock(now if now is not None or advance is False else timezone.now())
     horizon = _horizon(clock(), advance)
-    worker = Worker(
-        app=app,
-        queues=queues,
-        clock=clock,
-        install_signal_handlers=False,
-        name="test-runner",
-        using=using,
-    )
+    processor = Processor(app=app, worker_name=RUNNER_NAME, using=using, clock=clock)
+    completer = InlineCompleter(announcer=Announcer(worker_name=RUNNER_NAME), using=using)
     runs = 0
     while runs < max_runs:
-        claims = services.claim_jobs(now=clock(), limit=1, queues=worker.queues, using=using)
+        claims = store.claim_jobs(now=clock(), limit=1, queues=queues, using=using)
         if claims:
-            worker.process(claims[0])
+            processor.process_and_complete(claims[0], completer)
             runs += 1
             continue
         if horizon is None:
             break
-        upcoming = _next_scheduled(clock(), worker.queues, using)
+        upcoming = _next_scheduled(clock(), queues, using)
         if upcoming is None or upcoming > horizon:
             break
         clock.moment = upcoming
@@ -99,7 +98,7 @@ def run_due_jobs(
     queues: Sequence[str] | None = None,
     app: tasks.App = tasks.app,
     max_runs: int = 10_000,
-    using: str = services.DEFAULT_DB,
+    using: str = store.DEFAULT_DB,
 ) -> int:
     """Run every job due at ``now`` (default: the current time), retries due by then included.
 
@@ -123,7 +122,7 @@ class JobRunner:
         *,
         now: datetime | None = None,
         app: tasks.App = tasks.app,
-        using: str = services.DEFAULT_DB,
+        using: str = store.DEFAULT_DB,
     ) -> None:
         self.now = now
         self.app = app

@@ -95,6 +95,9 @@ TASKS = {
     }
 }
 
+# Imported at start-up besides each app's tasks.py: a job row never makes a module import.
+RETRYTASKS_TASK_MODULES = ["testproject.demo.djangotasks_lazy"]
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

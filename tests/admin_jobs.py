@@ -7,12 +7,13 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from django_retrytasks import services
+from django_retrytasks import store
+from django_retrytasks.jobs import JobSpec
+from django_retrytasks.records import Claim
 from django_retrytasks.store import operations
-from django_retrytasks.tasks import JobSpec
 from django_retrytasks.testing import run_due_jobs
-from django_retrytasks.worker import Worker
 from testproject.demo import admin_tasks
+from tests.conftest import run_claim
 
 XSS = "<script>alert('pwned')</script>"
 
@@ -25,7 +26,7 @@ class JobsInEveryState:
     waiting: int  # admin_ok, first run scheduled in an hour, with a lock and queueing lock
     cancelled: int
     running: int  # admin_stoppable, claimed and not run: still "doing"
-    running_claim: services.Claim
+    running_claim: Claim
     aborted: int  # admin_stoppable, abort requested while running, then run
     unknown: int  # an unregistered task name holding <script>: failed
     jittery: int  # admin_jittery: pending retry whose waits are random
@@ -49,16 +50,12 @@ def due(now: datetime) -> datetime:
     return max(now, timezone.now())
 
 
-def worker_at(now: datetime) -> Worker:
-    return Worker(clock=lambda: now, install_signal_handlers=False, name="admin-test-worker")
-
-
 def make_jobs_in_every_state(now: datetime) -> JobsInEveryState:
     pending_retry = admin_tasks.admin_flaky.defer(message="mail server said 421, try later")
     failed = admin_tasks.admin_broken.defer(message=f"bad input {XSS}")
     succeeded = admin_tasks.admin_ok.defer(invoice=42, note=XSS)
     jittery = admin_tasks.admin_jittery.defer()
-    unknown = services.defer_jobs(
+    unknown = store.defer_jobs(
         [
             JobSpec(
                 task_name=f"gone.{XSS}",
@@ -81,12 +78,12 @@ def make_jobs_in_every_state(now: datetime) -> JobsInEveryState:
     operations.cancel([cancelled])
 
     aborted = admin_tasks.admin_stoppable.defer(steps=3)
-    [aborted_claim] = services.claim_jobs(now=due(now), limit=1)
+    [aborted_claim] = store.claim_jobs(now=due(now), limit=1)
     operations.request_abort([aborted])
-    worker_at(now).process(aborted_claim)
+    run_claim(aborted_claim, clock=lambda: now)
 
     running = admin_tasks.admin_stoppable.defer(steps=3)
-    [running_claim] = services.claim_jobs(now=due(now), limit=1)
+    [running_claim] = store.claim_jobs(now=due(now), limit=1)
     assert running_claim.record.id == running
     return JobsInEveryState(
         pending_retry=pending_retry,

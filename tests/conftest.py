@@ -3,13 +3,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
+
+from django_retrytasks.records import Claim
+from django_retrytasks.worker.announcing import Announcer
+from django_retrytasks.worker.completer import InlineCompleter
+from django_retrytasks.worker.processing import Processor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,3 +73,10 @@ def last_attempt_log() -> Iterator[list[int]]:
     tasks.last_attempt_warnings.clear()
     yield tasks.last_attempt_warnings
     tasks.last_attempt_warnings.clear()
+
+
+def run_claim(claim: Claim, *, clock: Callable[[], datetime], name: str = "test-worker") -> bool:
+    """Run, judge and store one claimed job on this thread, as a worker's runner does."""
+    processor = Processor(worker_name=name, clock=clock)
+    completer = InlineCompleter(announcer=Announcer(worker_name=name), using="default")
+    return processor.process_and_complete(claim, completer)

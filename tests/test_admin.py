@@ -16,8 +16,8 @@ from django_retrytasks.models import Attempt, Job, JobStatus, Outcome
 from django_retrytasks.models import Worker as WorkerRow
 from django_retrytasks.store import operations
 from testproject.demo import admin_tasks
-from tests.admin_jobs import JobsInEveryState, make_jobs_in_every_state, worker_at
-from tests.conftest import Clock
+from tests.admin_jobs import JobsInEveryState, make_jobs_in_every_state
+from tests.conftest import Clock, run_claim
 
 pytestmark = pytest.mark.django_db
 
@@ -272,7 +272,7 @@ def test_abort_is_cooperative_and_ends_the_job_aborted(
     assert not Job.objects.get(pk=jobs.waiting).abort_requested
 
     # The task sees the request through its context, raises, and is not retried (retry=5).
-    worker_at(clock.now).process(jobs.running_claim)
+    run_claim(clock=clock, claim=jobs.running_claim)
     aborted = Job.objects.get(pk=jobs.running)
     assert (aborted.status, aborted.attempts) == (JobStatus.ABORTED, 1)
     attempt = aborted.attempt_history.get()
@@ -284,12 +284,12 @@ def test_abort_is_cooperative_and_ends_the_job_aborted(
 def test_a_task_that_never_checks_finishes_normally_after_an_abort_request(
     clock: Clock,
 ) -> None:
-    from django_retrytasks import services
+    from django_retrytasks import store
 
     job_id = admin_tasks.admin_ok.defer()
-    [claim] = services.claim_jobs(now=clock.now, limit=1)
+    [claim] = store.claim_jobs(now=clock.now, limit=1)
     operations.request_abort([job_id])
-    worker_at(clock.now).process(claim)
+    run_claim(clock=clock, claim=claim)
     assert status(job_id) == JobStatus.SUCCEEDED
 
 

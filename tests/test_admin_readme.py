@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 
-from django_retrytasks import services
+from django_retrytasks import store
 from django_retrytasks.models import Job, JobStatus, Outcome
 from django_retrytasks.store import operations
 
-from .admin_jobs import worker_at
-from .conftest import Clock
+from .conftest import Clock, run_claim
 from .test_readme import python_blocks
 
 pytestmark = pytest.mark.django_db
@@ -46,9 +45,9 @@ def test_the_reindex_example_stops_when_asked_and_is_not_retried(
     readme: dict[str, Any], clock: Clock
 ) -> None:
     job_id = readme["reindex"].defer(shard_ids=[1, 2, 3])
-    [claim] = services.claim_jobs(now=clock.now, limit=1)
+    [claim] = store.claim_jobs(now=clock.now, limit=1)
     operations.request_abort([job_id])
-    worker_at(clock.now).process(claim)
+    run_claim(clock=clock, claim=claim)
     job = Job.objects.get(pk=job_id)
     assert job.status == JobStatus.ABORTED  # although the task has retry=5
     attempt = job.attempt_history.get()
@@ -56,6 +55,6 @@ def test_the_reindex_example_stops_when_asked_and_is_not_retried(
     assert attempt.error_message == "stopped before shard 1"
 
     untouched = readme["reindex"].defer(shard_ids=[1, 2, 3])
-    [claim] = services.claim_jobs(now=clock.now, limit=1)
-    worker_at(clock.now).process(claim)
+    [claim] = store.claim_jobs(now=clock.now, limit=1)
+    run_claim(clock=clock, claim=claim)
     assert Job.objects.get(pk=untouched).status == JobStatus.SUCCEEDED

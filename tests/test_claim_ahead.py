@@ -1,4 +1,4 @@
-"""Short jobs claimed ahead, successes recorded in batches by the claim loop, claims on NOTIFY."""
+"""Short jobs claimed ahead, outcomes stored in batches by the claim loop, claims on NOTIFY."""
 
 from __future__ import annotations
 
@@ -12,60 +12,14 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from django_retrytasks import handoff, services, signals
-from django_retrytasks.jobs import Job as JobRecord
+from django_retrytasks import signals, store
 from django_retrytasks.models import Attempt, Job, JobStatus
 from django_retrytasks.worker import Worker
+from django_retrytasks.worker.pace import RunPace
 from testproject.demo.concurrency_tasks import noop
 from testproject.demo.faults_tasks import sleep_until_released
 
-from .conftest import Clock
-
-# --- how far ahead to claim (no database) --------------------------------------------------------
-
-
-def test_nothing_is_claimed_ahead_before_a_run_was_timed() -> None:
-    assert handoff.RunPace(3).target() == 3
-
-
-def test_short_runs_are_claimed_ahead_up_to_a_cap_per_runner() -> None:
-    pace = handoff.RunPace(2)
-    pace.ran(0.000_1)
-    assert pace.target() == 2 + 2 * handoff.PREFETCH_PER_RUNNER
-    pace = handoff.RunPace(2)
-    pace.ran(0.002)  # 2 runners x 10 ms horizon / 2 ms a run
-    assert pace.target() == 2 + 10
-
-
-def test_slow_runs_and_a_run_in_progress_stop_the_claiming_ahead() -> None:
-    pace = handoff.RunPace(1)
-    pace.ran(0.000_1)
-    assert pace.target(running_for=0.5) == 1  # one job is taking long right now
-    for _ in range(30):
-        pace.ran(0.2)
-    assert pace.target() == 1
-
-
-def test_the_buffer_hands_out_claims_in_order_and_gives_back_the_stale_ones(clock: Clock) -> None:
-    buffer = handoff.ClaimBuffer()
-    first, second = (
-        services.Claim(record=record, started_at=clock(), worker_id=None)
-        for record in (job_record(1), job_record(2))
-    )
-    buffer.put([first])
-    assert buffer.take_waiting(longer_than=60) == []
-    buffer.put([second])
-    assert buffer.get() is first
-    assert buffer.ids() == {2}
-    assert buffer.take_waiting() == [second]
-    assert len(buffer) == 0
-    buffer.stop_runners(1)
-    assert buffer.get() is None
-
-
-def job_record(job_id: int) -> JobRecord:
-    return JobRecord(id=job_id, task_name="concurrency.noop", status=JobStatus.DOING)
-
+from .conftest import Clock, run_claim
 
 # --- a worker that claims ahead --------------------------------------------------------------
 
@@ -97,9 +51,14 @@ def worker_holding(
     slow: int, quick: list[int], *, max_wait: float
 ) -> Iterator[tuple[Worker, threading.Thread]]:
     """A worker running ``slow`` with ``quick`` claimed ahead; stopped on the way out."""
-    worker = Worker(install_signal_handlers=False, polling_interval=0.02)
-    worker._pace.ran(0.000_1)  # as after a run of short jobs: it claims ahead from the start
-    worker.claimed_ahead_max_wait = max_wait
+    pace = RunPace(1)
+    pace.ran(0.000_1)  # as after a run of short jobs: it claims ahead from the start
+    worker = Worker(
+        install_signal_handlers=False,
+        polling_interval=0.02,
+        pace=pace,
+        claimed_ahead_max_wait=max_wait,
+    )
 
     def run() -> None:
         try:
@@ -209,8 +168,8 @@ def test_successes_are_stored_once_each_and_signalled_after_they_are_stored() ->
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_processing_outside_its_run_loop_stores_the_success_itself(clock: Clock) -> None:
     job_id = noop.defer()
-    (claim,) = services.claim_jobs(now=clock(), limit=1)
-    Worker(install_signal_handlers=False, clock=clock).process(claim)
+    (claim,) = store.claim_jobs(now=clock(), limit=1)
+    run_claim(claim, clock=clock)
     assert Job.objects.get(pk=job_id).status == JobStatus.SUCCEEDED
 
 
@@ -229,10 +188,10 @@ def test_a_notification_claims_on_the_connection_that_received_it(clock: Clock) 
     worker = Worker(install_signal_handlers=False, clock=clock)
     listening = separate_connection()
     try:
-        worker._claim_on_notify(listening)
+        worker.producer.claim_on_notify(listening)
     finally:
         listening.close()
-    assert worker._buffer.ids() == {job_id}
+    assert worker.ledger.job_ids() == {job_id}
     assert Job.objects.get(pk=job_id).status == JobStatus.DOING
 
 
@@ -241,19 +200,19 @@ def test_a_failed_claim_on_notify_leaves_the_claim_loop_to_return_lost_claims(
     clock: Clock, tmp_path: Path
 ) -> None:
     worker = Worker(install_signal_handlers=False, clock=clock)
-    worker._register()
+    worker.registration.register()
     noop.defer()
     unreachable = separate_connection(
         NAME=str(tmp_path / "missing" / "db.sqlite3")
         if connection.vendor == "sqlite"
         else "retrytasks_no_such_database"
     )
-    worker._claim_on_notify(unreachable)
-    assert worker._claims_unsure.is_set()
-    assert worker._buffer.ids() == set()
+    worker.producer.claim_on_notify(unreachable)
+    assert worker.producer.claims_unsure
+    assert worker.ledger.job_ids() == set()
     # A claim that committed while its reply was lost: ``doing`` for this worker, unknown to it.
-    (lost,) = services.claim_jobs(now=clock(), limit=1, worker_id=worker.worker_id)
-    worker._release_unacknowledged_claims()
+    (lost,) = store.claim_jobs(now=clock(), limit=1, worker_id=worker.worker_id)
+    assert worker.producer.release_unacknowledged() == [lost.record.id]
     assert Job.objects.get(pk=lost.record.id).status == JobStatus.TODO
 
 
@@ -273,8 +232,8 @@ def rescuer() -> Worker:
 def test_jobs_a_dead_worker_claimed_ahead_go_back_without_using_an_attempt(clock: Clock) -> None:
     running, waiting = noop.defer(), noop.defer()
     # Claimed by a process that then died: one for a free runner, one ahead of its runners.
-    services.claim_jobs(now=clock(), limit=1)
-    services.claim_jobs(now=clock(), limit=1, for_runners=0)
+    store.claim_jobs(now=clock(), limit=1)
+    store.claim_jobs(now=clock(), limit=1, for_runners=0)
     assert rescuer().recover_lost_jobs(now=clock.advance(seconds=5)) == 2
     ran = Job.objects.get(pk=running)
     assert (ran.status, ran.attempts) == (JobStatus.FAILED, 1)  # noop has no retry strategy
@@ -292,7 +251,7 @@ def test_jobs_a_dead_worker_claimed_ahead_go_back_without_using_an_attempt(clock
 def test_a_job_lost_ahead_three_times_in_a_row_is_held_like_any_poison_job(clock: Clock) -> None:
     job_id = noop.defer()
     for _ in range(3):
-        services.claim_jobs(now=clock(), limit=1, for_runners=0)
+        store.claim_jobs(now=clock(), limit=1, for_runners=0)
         assert rescuer().recover_lost_jobs(now=clock.advance(seconds=5)) == 1
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.attempts, job.held) == (JobStatus.FAILED, 0, True)
@@ -303,8 +262,8 @@ def test_a_claim_marks_the_jobs_beyond_its_free_runners_as_claimed_ahead(clock: 
     low = noop.defer()
     high = noop.configure(priority=5).defer()
     later = noop.defer()
-    claimed = services.claim_jobs(now=clock(), limit=3, for_runners=1)
+    claimed = store.claim_jobs(now=clock(), limit=3, for_runners=1)
     assert [claim.record.id for claim in claimed] == [high, low, later]
     marks = dict(Job.objects.values_list("id", "claimed_ahead"))
     assert marks == {high: False, low: True, later: True}
-    assert services.claim_jobs(now=clock(), limit=3) == []
+    assert store.claim_jobs(now=clock(), limit=3) == []

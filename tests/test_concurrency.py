@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from django_retrytasks import AlreadyEnqueued, notify, services
+from django_retrytasks import AlreadyEnqueued, store
 from django_retrytasks.models import Attempt, Job, JobStatus
+from django_retrytasks.records import Claim, Completion, RunReport, Succeed
 from django_retrytasks.store import operations
 from django_retrytasks.worker import Worker
+from django_retrytasks.worker import listener as listener_module
 from testproject.demo import concurrency_tasks
 from testproject.demo.concurrency_tasks import (
     fail_then_retry_now,
@@ -32,7 +34,7 @@ from testproject.demo.concurrency_tasks import (
     record_order,
 )
 
-from .conftest import ROOT, Clock, database_url
+from .conftest import ROOT, Clock, database_url, run_claim
 
 LOCK_GROUPS = 8
 JOBS_PER_LOCK_GROUP = 40
@@ -162,18 +164,18 @@ def test_a_worker_takes_only_its_queues(started_order: list[int]) -> None:
 
 def test_claims_are_limited_to_the_free_slots_in_one_statement(db: None, clock: Clock) -> None:
     noop.batch_defer(*({} for _ in range(5)))
-    claimed = services.claim_jobs(now=clock(), limit=3)
+    claimed = store.claim_jobs(now=clock(), limit=3)
     assert len(claimed) == 3
     assert Job.objects.filter(status=JobStatus.DOING).count() == 3
-    assert len(services.claim_jobs(now=clock(), limit=10)) == 2
-    assert services.claim_jobs(now=clock(), limit=10) == []
+    assert len(store.claim_jobs(now=clock(), limit=10)) == 2
+    assert store.claim_jobs(now=clock(), limit=10) == []
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_claim_skips_the_disk_flush_for_its_own_commit_only(clock: Clock) -> None:
     noop.batch_defer({}, {})
-    assert len(services.claim_jobs(now=clock(), limit=1)) == 1
-    assert len(services.claim_jobs(now=clock(), limit=1)) == 1  # prepared on PostgreSQL
+    assert len(store.claim_jobs(now=clock(), limit=1)) == 1
+    assert len(store.claim_jobs(now=clock(), limit=1)) == 1  # prepared on PostgreSQL
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
@@ -184,9 +186,9 @@ def test_a_claim_skips_the_disk_flush_for_its_own_commit_only(clock: Clock) -> N
 def test_one_claim_takes_one_job_per_lock_group(db: None, clock: Clock) -> None:
     first, second = noop.configure(lock="L").batch_defer({}, {})
     other = noop.configure(lock="M").defer()
-    claimed = services.claim_jobs(now=clock(), limit=10)
+    claimed = store.claim_jobs(now=clock(), limit=10)
     assert sorted(claim.record.id for claim in claimed) == [first, other]
-    assert services.claim_jobs(now=clock(), limit=10) == []
+    assert store.claim_jobs(now=clock(), limit=10) == []
     assert Job.objects.get(pk=second).status == JobStatus.TODO
 
 
@@ -196,43 +198,41 @@ def test_one_claim_takes_one_job_per_lock_group(db: None, clock: Clock) -> None:
 def test_a_retry_holds_its_lock_group_until_it_ends(
     db: None, clock: Clock, started_order: list[int]
 ) -> None:
-    worker = burst_worker()
     first = fail_then_retry_now.configure(lock="L", priority=0).defer()
     later = record_order.configure(lock="L", priority=9).defer()
-    claims = services.claim_jobs(now=clock(), limit=5)
+    claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [first]  # priority does not reorder a group
-    worker.process(claims[0])  # fails, retried at once
-    claims = services.claim_jobs(now=clock(), limit=5)
+    run_claim(claims[0], clock=clock)  # fails, retried at once
+    claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [first]
-    worker.process(claims[0])
-    claims = services.claim_jobs(now=clock(), limit=5)
+    run_claim(claims[0], clock=clock)
+    claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [later]
 
 
 def test_a_retry_decision_moves_the_job_to_another_lock_queue_and_priority(
     db: None, clock: Clock, started_order: list[int]
 ) -> None:
-    worker = burst_worker(clock=clock)
     moving = move_on_retry.configure(lock="lock-a").defer()
     same_lock = record_order.configure(lock="lock-a").defer()
     new_lock = record_order.configure(lock="lock-b", queue="moved").defer()
 
-    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
+    run_claim(store.claim_jobs(now=clock(), limit=1)[0], clock=clock)
     job = Job.objects.get(pk=moving)
     assert (job.status, job.lock, job.priority, job.queue) == ("todo", "lock-b", 5, "moved")
     attempt = job.attempt_history.get()
     assert attempt.retry_at == clock() + timedelta(seconds=60)
 
     # lock-a is free at once; lock-b waits for the moved job, deferred before its other job.
-    claims = services.claim_jobs(now=clock(), limit=5)
+    claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [same_lock]
-    worker.process(claims[0])
+    run_claim(claims[0], clock=clock)
     clock.advance(seconds=61)
-    claims = services.claim_jobs(now=clock(), limit=5)
+    claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [moving]
     assert claims[0].record.lock == "lock-b"
-    worker.process(claims[0])
-    claims = services.claim_jobs(now=clock(), limit=5)
+    run_claim(claims[0], clock=clock)
+    claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [new_lock]
 
 
@@ -246,7 +246,7 @@ def test_defer_refuses_a_second_waiting_job_with_a_queueing_lock(db: None, clock
             noop.configure(queueing_lock="report").defer()
         # The caller's transaction stays usable.
         assert Job.objects.count() == 1
-    services.claim_jobs(now=clock(), limit=1)  # once the first runs, another may wait
+    store.claim_jobs(now=clock(), limit=1)  # once the first runs, another may wait
     second = noop.configure(queueing_lock="report").defer()
     assert second != first
 
@@ -254,12 +254,11 @@ def test_defer_refuses_a_second_waiting_job_with_a_queueing_lock(db: None, clock
 def test_a_retry_whose_queueing_lock_was_taken_meanwhile_is_kept_without_it(
     db: None, clock: Clock, started_order: list[int]
 ) -> None:
-    worker = burst_worker(clock=clock)
     retried = fail_then_retry_now.configure(queueing_lock="sync").defer()
-    claim = services.claim_jobs(now=clock(), limit=1)[0]
+    claim = store.claim_jobs(now=clock(), limit=1)[0]
     newer = record_order.configure(queueing_lock="sync").defer()  # allowed: the first runs
 
-    worker.process(claim)  # fails; its retry may not take the queueing lock back
+    run_claim(claim, clock=clock)  # fails; its retry may not take the queueing lock back
 
     retried_job = Job.objects.get(pk=retried)
     assert (retried_job.status, retried_job.attempts) == (JobStatus.TODO, 1)
@@ -270,16 +269,15 @@ def test_a_retry_whose_queueing_lock_was_taken_meanwhile_is_kept_without_it(
     assert "scheduled without it" in decision
     # Neither job is lost: both run.
     clock.advance(seconds=1)
-    while claims := services.claim_jobs(now=clock(), limit=1):
-        worker.process(claims[0])
+    while claims := store.claim_jobs(now=clock(), limit=1):
+        run_claim(claims[0], clock=clock)
     assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
     assert sorted(started_order) == sorted([retried, retried, newer])
 
 
 def test_a_retry_keeps_its_queueing_lock_when_it_is_free(db: None, clock: Clock) -> None:
-    worker = burst_worker(clock=clock)
     retried = fail_then_retry_now.configure(queueing_lock="sync").defer()
-    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
+    run_claim(store.claim_jobs(now=clock(), limit=1)[0], clock=clock)
     assert Job.objects.get(pk=retried).queueing_lock == "sync"
     with pytest.raises(AlreadyEnqueued):
         record_order.configure(queueing_lock="sync").defer()
@@ -288,19 +286,18 @@ def test_a_retry_keeps_its_queueing_lock_when_it_is_free(db: None, clock: Clock)
 # --- recording outcomes ------------------------------------------------------------------------
 
 
-def report(clock: Clock) -> services.RunReport:
-    return services.RunReport(outcome="succeeded", finished_at=clock(), worker_name="w")
+def succeeded(claim: Claim, clock: Clock) -> Completion:
+    report = RunReport(outcome="succeeded", finished_at=clock(), worker_name="w")
+    return Completion(claim, report, Succeed(None))
 
 
 def test_successes_are_recorded_together_and_fenced(db: None, clock: Clock) -> None:
     noop.batch_defer({}, {}, {})
-    first, recovered, third = services.claim_jobs(now=clock(), limit=3)
+    first, recovered, third = store.claim_jobs(now=clock(), limit=3)
     # Another worker recovered this job meanwhile and started it again.
     Job.objects.filter(pk=recovered.record.id).update(started_at=clock() + timedelta(seconds=5))
     clock.advance(seconds=1)
-    results = services.record_successes(
-        [(first, report(clock)), (recovered, report(clock)), (third, report(clock))]
-    )
+    results = store.complete([succeeded(claim, clock) for claim in (first, recovered, third)])
     assert results == [True, False, True]
     assert Job.objects.get(pk=recovered.record.id).status == JobStatus.DOING
     assert not Attempt.objects.filter(job_id=recovered.record.id).exists()
@@ -312,10 +309,9 @@ def test_successes_are_recorded_together_and_fenced(db: None, clock: Clock) -> N
 
 
 def test_a_new_attempt_row_is_numbered_after_the_earlier_ones(db: None, clock: Clock) -> None:
-    worker = burst_worker(clock=clock)
     job_id = fail_then_retry_now.defer()
-    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
-    worker.process(services.claim_jobs(now=clock(), limit=1)[0])
+    run_claim(store.claim_jobs(now=clock(), limit=1)[0], clock=clock)
+    run_claim(store.claim_jobs(now=clock(), limit=1)[0], clock=clock)
     assert list(
         Attempt.objects.filter(job_id=job_id).values_list("number", "outcome").order_by("number")
     ) == [(1, "failed"), (2, "succeeded")]
@@ -333,9 +329,9 @@ def test_jobs_stored_for_later_stay_out_of_the_claims_until_due(db: None, clock:
     later = noop.configure(schedule_in={"hours": 1}).batch_defer({}, {})
     due = noop.defer()
     assert scheduled_later([*later, due]) == [True, True, False]
-    assert [claim.record.id for claim in services.claim_jobs(now=clock(), limit=10)] == [due]
+    assert [claim.record.id for claim in store.claim_jobs(now=clock(), limit=10)] == [due]
     assert scheduled_later(later) == [True, True]
-    claimed = services.claim_jobs(now=clock.advance(hours=1, minutes=1), limit=10)
+    claimed = store.claim_jobs(now=clock.advance(hours=1, minutes=1), limit=10)
     assert [claim.record.id for claim in claimed] == later
     assert scheduled_later(later) == [False, False]
 
@@ -344,13 +340,13 @@ def test_a_retry_with_a_wait_is_stored_for_later_and_retry_now_brings_it_back(
     db: None, clock: Clock
 ) -> None:
     job_id = concurrency_tasks.fail_first_run.defer()
-    burst_worker(clock=clock).process(services.claim_jobs(now=clock(), limit=1)[0])
+    run_claim(store.claim_jobs(now=clock(), limit=1)[0], clock=clock)
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.scheduled_later) == (JobStatus.TODO, True)
-    assert services.claim_jobs(now=clock(), limit=1) == []
+    assert store.claim_jobs(now=clock(), limit=1) == []
     operations.retry_now([job_id])
     assert scheduled_later([job_id]) == [False]
-    assert [claim.record.id for claim in services.claim_jobs(now=clock(), limit=1)] == [job_id]
+    assert [claim.record.id for claim in store.claim_jobs(now=clock(), limit=1)] == [job_id]
 
 
 def test_a_job_made_for_later_without_the_mark_still_waits_for_its_time(
@@ -362,15 +358,15 @@ def test_a_job_made_for_later_without_the_mark_still_waits_for_its_time(
         task_name="concurrency.noop", task_kwargs={}, scheduled_at=clock() + timedelta(hours=1)
     )
     assert job.scheduled_later is False
-    assert services.claim_jobs(now=clock(), limit=1) == []
-    claimed = services.claim_jobs(now=clock.advance(hours=2), limit=1)
+    assert store.claim_jobs(now=clock(), limit=1) == []
+    claimed = store.claim_jobs(now=clock.advance(hours=2), limit=1)
     assert [claim.record.id for claim in claimed] == [job.pk]
 
 
 def test_a_job_for_later_whose_time_is_cleared_by_hand_is_claimed(db: None, clock: Clock) -> None:
     job_id = noop.configure(schedule_in={"hours": 1}).defer()
     Job.objects.filter(pk=job_id).update(scheduled_at=None)  # NULL means now
-    assert [claim.record.id for claim in services.claim_jobs(now=clock(), limit=1)] == [job_id]
+    assert [claim.record.id for claim in store.claim_jobs(now=clock(), limit=1)] == [job_id]
 
 
 def test_the_migration_marks_the_jobs_already_waiting_for_later(db: None) -> None:
@@ -394,20 +390,20 @@ def test_the_migration_marks_the_jobs_already_waiting_for_later(db: None) -> Non
 
 def test_an_idle_worker_sleeps_until_the_next_retry_is_due(db: None, clock: Clock) -> None:
     worker = Worker(clock=clock, polling_interval=5, install_signal_handlers=False)
-    assert worker._idle_wait(clock()) == 5  # nothing waits: the polling interval
+    assert worker.producer.idle_wait(clock()) == 5  # nothing waits: the polling interval
     noop.configure(schedule_at=clock() + timedelta(seconds=0.08)).defer()
     noop.configure(schedule_at=clock() + timedelta(seconds=3)).defer()
     # A job due already (its lock is held) does not make the worker spin.
     noop.configure(schedule_at=clock() - timedelta(seconds=1), lock="held").defer()
-    assert 0.08 <= worker._idle_wait(clock()) < 0.09
+    assert 0.08 <= worker.producer.idle_wait(clock()) < 0.09
     clock.advance(seconds=1)
-    assert 1.99 < worker._idle_wait(clock()) <= 2.01
+    assert 1.99 < worker.producer.idle_wait(clock()) <= 2.01
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
     woken = threading.Event()
-    listener = notify.Listener.start_for(using="default", queues=["mine"], wake=woken.set)
+    listener = listener_module.Listener.start_for(using="default", queues=["mine"], wake=woken.set)
     if connection.vendor != "postgresql":
         # SQLite has no NOTIFY: workers poll (and wake at once for jobs of their own process).
         assert listener is None
@@ -436,7 +432,7 @@ def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_sqlite_worker_sees_commits_of_other_processes() -> None:
-    watcher = notify.CommitWatcher.for_database("default")
+    watcher = listener_module.CommitWatcher.for_database("default")
     if connection.vendor != "sqlite":
         assert watcher is None  # PostgreSQL has LISTEN/NOTIFY
         return
@@ -472,7 +468,7 @@ def test_the_readme_rules_example_runs(db: None, clock: Clock) -> None:
     jobs = list(Job.objects.filter(task_name="readme_concurrency.sync_customer").order_by("id"))
     assert [job.task_kwargs["customer_id"] for job in jobs] == [1, 2, 3, 4, 5]
     assert [job.lock for job in jobs] == [None, "crm-api", "crm-api", "crm-api", None]
-    claimed = services.claim_jobs(now=clock(), limit=10)
+    claimed = store.claim_jobs(now=clock(), limit=10)
     # Priority first; one job of the lock group; the queueing-locked job.
     assert [claim.record.task_kwargs["customer_id"] for claim in claimed] == [1, 2, 5]
 

@@ -30,7 +30,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskRes
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.test import override_settings
 
-from django_retrytasks import RetryStrategy, services, signals
+from django_retrytasks import RetryStrategy, signals, store
 from django_retrytasks.backends import BACKEND_DEFAULT, RetryTask, RetryTasksBackend
 from django_retrytasks.models import Attempt, Job, JobStatus
 from django_retrytasks.models import Worker as WorkerRow
@@ -368,7 +368,7 @@ def test_a_job_whose_worker_died_is_recovered(clock: Clock) -> None:
     retried = tasks.flaky.enqueue(failures=0)
     not_retried = tasks.add.enqueue(1, 1)
     dead = WorkerRow.objects.create(name="dead-worker", last_heartbeat=clock() - timedelta(hours=1))
-    assert len(services.claim_jobs(now=clock(), limit=2, worker_id=dead.pk)) == 2
+    assert len(store.claim_jobs(now=clock(), limit=2, worker_id=dead.pk)) == 2
     running = default_task_backend.get_result(retried.id)
     assert running.status == TaskResultStatus.RUNNING
     assert running.worker_ids == ["dead-worker"]
@@ -523,16 +523,18 @@ def test_a_failing_receiver_does_not_break_the_job(clock: Clock) -> None:
 @pytest.mark.parametrize(
     ("task_name", "task_kwargs", "backend", "reason"),
     [
-        ("tests.djangotasks_outside.boom", {}, "default", "not in an installed app"),
-        ("os.system", {"args": ["true"]}, "default", "not in an installed app"),
+        ("tests.djangotasks_outside.boom", {}, "default", "not a registered task"),
+        ("os.system", {"args": ["true"]}, "default", "not a registered task"),
+        # A module of an installed app, but neither its tasks module nor a listed one.
+        ("testproject.demo.djangotasks_unlisted.boom", {}, "default", "not a registered task"),
         (
             "testproject.demo.djangotasks_django.not_a_task",
             {},
             "default",
-            "not a django.tasks Task",
+            "not a registered task",
         ),
         ("testproject.demo.tasks.noop", {}, "default", "not a django.tasks Task"),
-        ("testproject.demo.no_such_module.f", {}, "default", "Cannot import"),
+        ("testproject.demo.no_such_module.f", {}, "default", "not a registered task"),
         ("testproject.demo.djangotasks_django.add", {"a": 1}, "default", '"args": [...]'),
         ("testproject.demo.djangotasks_django.add", {}, "elsewhere", "elsewhere"),
     ],
@@ -547,6 +549,7 @@ def test_only_tasks_of_this_backend_run(
     [attempt] = job.attempt_history.all()
     assert reason in attempt.error_message
     assert "tests.djangotasks_outside" not in sys.modules
+    assert "testproject.demo.djangotasks_unlisted" not in sys.modules  # nothing imported for it
     assert tasks.calls == []
     if backend == "default":
         with pytest.raises(InvalidTask):
@@ -592,7 +595,8 @@ def test_a_burst_worker_runs_them_on_its_threads() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_runworker_imports_a_task_module_of_an_installed_app() -> None:
+def test_runworker_runs_a_task_of_a_module_the_setting_lists() -> None:
+    # RETRYTASKS_TASK_MODULES lists the module: every process imports it at start-up.
     from testproject.demo.djangotasks_lazy import lazy_double
 
     result = lazy_double.enqueue(21)

@@ -29,13 +29,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
-from django_retrytasks import services
+from django_retrytasks import store
 from django_retrytasks.admin import JobAdmin
-from django_retrytasks.heartbeat import heartbeat_settings, max_consecutive_losses_setting
 from django_retrytasks.models import Job, Worker
 from django_retrytasks.store import operations
 from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker import Worker as JobWorker
+from django_retrytasks.worker.heartbeat import heartbeat_settings, max_consecutive_losses_setting
 from testproject.demo import faults_tasks, tasks
 from tests.conftest import ROOT, Clock, database_url, manage
 from tests.test_readme import python_blocks
@@ -291,22 +291,40 @@ def test_sigterm_returns_a_job_still_running_at_the_shutdown_timeout(
 
 
 @subprocess_db
-def test_a_second_signal_exits_at_once_and_the_job_is_recovered_later(
+def test_a_run_that_ends_during_the_drain_is_stored_at_once_and_a_second_signal_returns_the_rest(
     workers: StartWorker, tmp_path: Path
 ) -> None:
-    # No shutdown timeout: it would wait a minute for the job.
-    flag, job_id, worker = start_long_job(workers, tmp_path, "impatient", *FAST_HEARTBEAT)
+    short_flag, long_flag = tmp_path / "short", tmp_path / "long"
+    short = faults_tasks.sleep_until_released.defer(flag=str(short_flag), seconds=60)
+    long = faults_tasks.sleep_until_released.defer(flag=str(long_flag), seconds=60)
+    worker = workers("draining", "--concurrency", "2", *FAST_HEARTBEAT)
+    wait_for(lambda: {status(short), status(long)} == {"doing"}, what="both runs to start")
     worker.signal(signal.SIGTERM)
     wait_for(lambda: "finishing running jobs" in worker.log, what="the first signal handled")
-    worker.signal(signal.SIGINT)
-    assert worker.wait(timeout=5) == 0
-    assert status(job_id) == "doing"  # left behind, as after a crash
 
-    recover_once_stale(recoverer())
-    job = Job.objects.get(pk=job_id)
-    assert (job.status, job.attempts) == ("todo", 1)
-    release_and_finish(flag, job_id)
-    assert outcomes(job_id) == ["lost", "succeeded"]
+    short_flag.touch()
+    returned = time.monotonic()
+    # Stored while the other run goes on: finished means stored, within a second.
+    wait_for(lambda: status(short) == "succeeded", timeout=1, what="the success stored")
+    assert time.monotonic() - returned < 1
+    assert status(long) == "doing"
+
+    worker.signal(signal.SIGINT)
+    interrupted_at = time.monotonic()
+    assert worker.wait(timeout=5) == 0
+    assert time.monotonic() - interrupted_at < 2  # about a second, not the heartbeat timeout
+    job = Job.objects.get(pk=long)
+    # Back in the queue at once, without using up an attempt, for the next worker to start.
+    assert (job.status, job.attempts) == ("todo", 0)
+    assert outcomes(long) == ["interrupted"]
+    assert "exiting" in worker.log
+
+    long_flag.touch()
+    assert manage("runworker", "--burst").returncode == 0
+    assert outcomes(long) == ["interrupted", "succeeded"]
+    # The run that had returned never ran again.
+    assert outcomes(short) == ["succeeded"]
+    assert Job.objects.get(pk=short).attempts == 1
 
 
 # --- poison jobs -------------------------------------------------------------------------------
@@ -342,7 +360,7 @@ def test_a_job_that_keeps_killing_its_worker_is_held() -> None:
 def test_a_finished_run_resets_the_count_of_losses(clock: Clock) -> None:
     job_id = faults_tasks.hang_first_run.defer(seconds=0)
     never_retried = tasks.noop.defer()
-    services.claim_jobs(now=clock(), limit=2)  # claimed by a process that then died
+    store.claim_jobs(now=clock(), limit=2)  # claimed by a process that then died
     lost = recoverer().recover_lost_jobs(now=clock.advance(seconds=5))
     assert lost == 2
     job = Job.objects.get(pk=job_id)
@@ -360,25 +378,25 @@ def test_a_finished_run_resets_the_count_of_losses(clock: Clock) -> None:
 @pytest.mark.django_db
 def test_two_workers_finding_the_same_lost_run_recover_it_once(clock: Clock) -> None:
     job_id = tasks.noop.defer()
-    services.claim_jobs(now=clock(), limit=1)  # by a process that then died
+    store.claim_jobs(now=clock(), limit=1)  # by a process that then died
     first, second = (
-        services.register_worker(
+        store.register_worker(
             name=name, host="h", pid=1, queues=[], concurrency=1, now=clock.advance(seconds=5)
         )
         for name in ("first", "second")
     )
     stale_before = clock() - timedelta(seconds=1)
-    [found_by_first] = services.lost_runs(stale_before=stale_before)
-    [found_by_second] = services.lost_runs(stale_before=stale_before)
-    assert services.take_lost_run(found_by_first, worker_id=first)
-    assert not services.take_lost_run(found_by_second, worker_id=second)
+    [found_by_first] = store.lost_runs(stale_before=stale_before)
+    [found_by_second] = store.lost_runs(stale_before=stale_before)
+    assert store.take_lost_run(found_by_first, worker_id=first)
+    assert not store.take_lost_run(found_by_second, worker_id=second)
     assert Job.objects.get(pk=job_id).worker_id == first
 
 
 @pytest.mark.django_db
 def test_a_run_still_going_is_not_taken_for_lost(clock: Clock) -> None:
     job_id = tasks.noop.defer()
-    services.claim_jobs(now=clock(), limit=1)
+    store.claim_jobs(now=clock(), limit=1)
     assert recoverer().recover_lost_jobs(now=clock.advance(seconds=0.3)) == 0
     assert status(job_id) == "doing"
 

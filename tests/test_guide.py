@@ -15,9 +15,9 @@ import pytest
 from django.db import connection
 
 from django_retrytasks import App, BaseRetryStrategy, Job, RetryDecision, RetryStrategy
+from django_retrytasks.durations import LATEST_RETRY_AT
 from django_retrytasks.models import Attempt
 from django_retrytasks.models import Job as JobRow
-from django_retrytasks.retry import LATEST_RETRY_AT
 from django_retrytasks.testing import run_due_jobs
 from testproject.demo import tasks as demo
 from tests.conftest import Clock
@@ -167,7 +167,8 @@ def test_custom_strategy_moves_queue_priority_and_lock(clock: Clock) -> None:
     job = JobRow.objects.get(pk=job_id)
     # attempts reached max_attempts = 3: RetryDecision(should_retry=False) ends it.
     assert (job.status, job.attempts) == ("failed", 4)
-    assert "gave up" in Attempt.objects.filter(job_id=job_id).order_by("-number")[0].decision
+    last = Attempt.objects.filter(job_id=job_id).order_by("-number")[0]
+    assert last.decision == "not retried: the retry strategy returned no retry"
 
 
 def test_last_attempt_recipe_fires_exactly_once(
@@ -289,9 +290,25 @@ def test_a_delay_too_large_parks_the_job_at_the_latest_date(
     assert any(getattr(r, "action", "") == "job_retry_clamped" for r in caplog.records)
 
 
-def test_attempt_and_job_update_share_one_transaction(clock: Clock) -> None:
-    """Make the job's update fail inside the database: no attempt row may be left behind."""
-    table = JobRow._meta.db_table
+REFUSALS = {
+    # The job's update to a retry is refused: the attempt row of that retry must not stay.
+    "job update": (
+        "BEFORE UPDATE ON {job}",
+        "NEW.status = 'todo' AND OLD.status = 'doing'",
+    ),
+    # The attempt row of the retry is refused: the job's update to a retry must not stay.
+    "attempt insert": ("BEFORE INSERT ON {attempt}", "NEW.retry_at IS NOT NULL"),
+}
+
+
+@pytest.mark.parametrize("refused", REFUSALS)
+def test_attempt_and_job_update_share_one_transaction(clock: Clock, refused: str) -> None:
+    """Make half of a retry's write fail inside the database: the other half must not stay.
+
+    The worker then stores the run as failed instead, naming the database's error.
+    """
+    event, condition = REFUSALS[refused]
+    event = event.format(job=JobRow._meta.db_table, attempt=Attempt._meta.db_table)
     job_id = demo.fail_times.defer(times=1)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -299,19 +316,19 @@ def test_attempt_and_job_update_share_one_transaction(clock: Clock) -> None:
                 CREATE FUNCTION refuse_retry() RETURNS trigger AS $$
                 BEGIN RAISE EXCEPTION 'refused by test trigger'; END $$ LANGUAGE plpgsql""")
             cursor.execute(f"""
-                CREATE TRIGGER refuse_retry BEFORE UPDATE ON {table} FOR EACH ROW
-                WHEN (NEW.status = 'todo' AND OLD.status = 'doing')
-                EXECUTE FUNCTION refuse_retry()""")
+                CREATE TRIGGER refuse_retry {event} FOR EACH ROW
+                WHEN ({condition}) EXECUTE FUNCTION refuse_retry()""")
         else:
             cursor.execute(f"""
-                CREATE TRIGGER refuse_retry BEFORE UPDATE ON {table}
-                WHEN NEW.status = 'todo' AND OLD.status = 'doing'
+                CREATE TRIGGER refuse_retry {event} WHEN {condition}
                 BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END""")
-    with pytest.raises(Exception, match="refused by test trigger"):
-        run_due_jobs(now=clock())
-    assert not Attempt.objects.filter(job_id=job_id).exists()
+    assert run_due_jobs(now=clock()) == 1
     job = JobRow.objects.get(pk=job_id)
-    assert (job.status, job.attempts) == ("doing", 0)
+    assert (job.status, job.attempts) == ("failed", 1)
+    [attempt] = Attempt.objects.filter(job_id=job_id)
+    assert (attempt.outcome, attempt.retry_at, attempt.error_type) == ("failed", None, "ValueError")
+    assert attempt.decision.startswith("not retried: the outcome could not be stored (")
+    assert "refused by test trigger" in attempt.decision
 
 
 def test_priority_then_age(clock: Clock) -> None:

@@ -127,7 +127,7 @@ def test_retry_then_final_failure_signals_and_hook(clock: Clock, received: list[
     failed = received[-1][1]
     assert failed["job"].status == "failed"
     assert failed["job"].attempts == 3
-    assert "gave up" in failed["reason"]
+    assert failed["reason"] == "not retried: max_attempts (2) reached"
     # The hook ran exactly once, after the last attempt, with the job as it ended.
     assert ops_tasks.calls == [("final_failure", (job_id, "failed", 3, "ValueError"))]
 
@@ -272,7 +272,9 @@ def test_retry_for_stops_retrying_when_the_time_budget_runs_out(clock: Clock) ->
     assert job.status == "failed"
     assert job.attempts == 4
     last = job.attempt_history.last()
-    assert last is not None and last.decision == "not retried: the retry strategy gave up"
+    assert last is not None and last.decision == (
+        "not retried: the next run would start after the retry_for budget (3:00:00)"
+    )
 
 
 @pytest.mark.parametrize(

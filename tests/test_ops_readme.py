@@ -59,7 +59,7 @@ def test_hook_signals_and_log_format(ops: dict[str, Any], clock: Clock) -> None:
     assert ops["retry_log"][2] == (
         "order failed",
         5,
-        "not retried: the retry strategy gave up",
+        "not retried: max_attempts (2) reached",
     )
     lines = stream.getvalue().splitlines()
     assert (

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from django_retrytasks import BaseRetryStrategy, Job, RetryDecision, RetryStrategy
-from django_retrytasks.retry import LATEST_RETRY_AT, decide, get_retry_strategy
+from django_retrytasks.durations import LATEST_RETRY_AT
+from django_retrytasks.retry import decide, get_retry_strategy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

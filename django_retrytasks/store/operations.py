@@ -17,14 +17,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from django_retrytasks import conf, jobs
+from django_retrytasks.jobs import log_fields
 from django_retrytasks.models import Attempt, Job, JobStatus
-from django_retrytasks.services import (
-    DEFAULT_DB,
-    _after_commit_wake,
-    _queueing_lock_holder,
-    log_fields,
-    write_transaction,
-)
+from django_retrytasks.store.completing import queueing_lock_holder
+from django_retrytasks.store.sql import DEFAULT_DB, write_transaction
+from django_retrytasks.store.wake import wake_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +63,7 @@ def retry_now(
             changes: dict[str, Any] = {"scheduled_at": now, "scheduled_later": False}
             if job.status in requeue:
                 changes.update(status=JobStatus.TODO, finished_at=None, held=False)
-                if job.queueing_lock and _queueing_lock_holder(job.as_record(), using):
+                if job.queueing_lock and queueing_lock_holder(job.as_record(), using):
                     report.skipped[job_id] = (
                         f"another job with queueing lock {job.queueing_lock!r} is already waiting"
                     )
@@ -80,7 +77,7 @@ def retry_now(
                 extra=log_fields(job, action="job_retry_now", previous_status=job.status),
             )
     if report.done:
-        _after_commit_wake(using)
+        wake_after_commit(using)
     return report
 
 

@@ -1,4 +1,4 @@
-"""A ``django.tasks`` task in a module nothing imports at start-up: the worker imports it."""
+"""A ``django.tasks`` task outside ``tasks.py``: ``RETRYTASKS_TASK_MODULES`` lists its module."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Task timeouts: ``@app.task(timeout=seconds)`` for plain synchronous code.
+"""Task timeouts: ``@app.task(timeout=seconds)``, for plain functions and ``async def`` ones.
 
 A Python thread cannot be killed from outside. At the deadline the worker raises
 :class:`~django_retrytasks.exceptions.JobTimeout` *inside* the thread running the task
@@ -16,12 +16,17 @@ next Python instruction. So:
 
 Only one run of a job ever executes at a time: the worker waits for the thread to stop
 rather than abandoning it, so a slow task keeps its concurrency slot until it returns.
+
+An ``async def`` task is cancelled at its deadline instead (``asyncio.timeout``): it stops
+at its next ``await``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import threading
+from collections.abc import Awaitable
 from types import TracebackType
 
 from django_retrytasks.exceptions import JobTimeout
@@ -81,4 +86,38 @@ class Deadline:
 
     def error(self) -> JobTimeout:
         """The error recorded for a run that outlived its deadline."""
-        return JobTimeout(f"the run took longer than the task's timeout of {self.seconds:g}s")
+        assert self.seconds is not None
+        return _too_late(self.seconds)
+
+
+def await_within[T](awaitable: Awaitable[T], seconds: float | None) -> T:
+    """Run an ``async def`` task's coroutine to its end, on an event loop of its own.
+
+    Through asgiref's ``async_to_sync``, as Django runs async code from sync code: the
+    task's ``sync_to_async`` calls (the ORM's ``a*`` methods included) come back to this
+    thread and its database connection. Past ``seconds`` the coroutine is cancelled and
+    :class:`JobTimeout` raised; a coroutine that swallows the cancellation and returns
+    late is still too late.
+    """
+    from asgiref.sync import async_to_sync
+
+    async def bounded() -> T:
+        if seconds is None:
+            return await awaitable
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                result = await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise _too_late(seconds) from None
+            raise
+        if scope.expired():
+            raise _too_late(seconds)
+        return result
+
+    return async_to_sync(bounded)()
+
+
+def _too_late(seconds: float) -> JobTimeout:
+    return JobTimeout(f"the run took longer than the task's timeout of {seconds:g}s")

@@ -21,7 +21,8 @@ from typing import Any
 
 from django.db import connections
 
-from django_retrytasks import conf, outages
+from django_retrytasks import conf
+from django_retrytasks.worker import outages
 
 logger = logging.getLogger(__name__)
 

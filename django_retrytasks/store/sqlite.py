@@ -1,0 +1,112 @@
+"""The SQLite side of claiming and completing: one statement under the database's write lock.
+
+SQLite has one writer at a time, so a claim cannot race another; ``RETURNING`` (3.35+)
+gives the claimed rows back in the same statement.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from django_retrytasks.models import Job
+from django_retrytasks.store.sql import fetch_all
+
+
+@functools.lru_cache(maxsize=64)
+def claim_sql(queues: tuple[str, ...] | None, columns: tuple[str, ...]) -> str:
+    """One statement that marks up to ``limit`` due jobs ``doing`` and returns ``columns``.
+
+    Its parameters: the claim's time, the worker's id, how many of the claimed jobs start
+    at once (the rest are marked claimed ahead), the time again, one parameter per queue,
+    the limit (see :func:`claim_params`).
+    """
+    table = Job._meta.db_table
+    queue_filter = f"AND j.queue IN ({', '.join(['%s'] * len(queues))})" if queues else ""
+    # A job whose lock is held by a running job, or by a job deferred before it that is
+    # still waiting (even one scheduled for later), must wait its turn.
+    # Two lookups of the partial index on (lock, id), whose condition each repeats so that
+    # SQLite sees it applies; one OR-ed subquery made SQLite scan every waiting job.
+    lock_filter = f"""
+        AND (j.lock IS NULL OR (
+            NOT EXISTS (
+                SELECT 1 FROM {table} o
+                WHERE o.lock = j.lock AND o.status = 'doing'
+                  AND o.status IN ('todo', 'doing') AND o.lock IS NOT NULL
+            )
+            AND NOT EXISTS (
+                SELECT 1 FROM {table} o
+                WHERE o.lock = j.lock AND o.status = 'todo' AND o.id < j.id
+                  AND o.status IN ('todo', 'doing') AND o.lock IS NOT NULL
+            )
+        ))"""
+    index_hint = ""
+    if not queues or len(queues) == 1:
+        # Without statistics SQLite would sort every waiting job for each claim: walk the
+        # partial index that is already in claiming order instead.
+        index_hint = "INDEXED BY " + (
+            "retrytasks_todo_queue_idx" if queues else "retrytasks_todo_idx"
+        )
+    return f"""
+        UPDATE {table}
+        SET status = 'doing', started_at = %s, worker_id = %s, abort_requested = FALSE,
+            claimed_ahead = picked.rank > %s
+        FROM (
+            SELECT due.id, row_number() OVER (ORDER BY due.priority DESC, due.id) AS rank
+            FROM (
+                SELECT j.id, j.priority FROM {table} j {index_hint}
+                WHERE j.status = 'todo' AND j.scheduled_later = 0
+                  AND (j.scheduled_at IS NULL OR j.scheduled_at <= %s)
+                  {queue_filter}
+                  {lock_filter}
+                ORDER BY j.priority DESC, j.id ASC
+                LIMIT %s
+            ) AS due
+        ) AS picked
+        WHERE {table}.id = picked.id
+        RETURNING {", ".join(f"{table}.{column}" for column in columns)}"""
+
+
+def claim_params(
+    moment: Any, worker_id: int | None, for_runners: int, queues: Sequence[str], limit: int
+) -> list[Any]:
+    return [moment, worker_id, for_runners, moment, *queues, limit]
+
+
+def promote_due_jobs(connection: Any, moment: Any) -> None:
+    """Let the jobs scheduled for later that are due at ``moment`` join the claiming indexes.
+
+    Looked for first with reads, so that a claim with nothing to move does not take
+    SQLite's write lock for it. Two range lookups of the index by time (an OR of both
+    would scan it), the second for a row whose scheduled_at was set to NULL by hand.
+    PostgreSQL's claim function does the same itself.
+    """
+    table = Job._meta.db_table
+    later = f"""
+        SELECT id FROM {table} INDEXED BY retrytasks_later_idx
+        WHERE status = 'todo' AND scheduled_later = 1"""
+    for due, params in ((" AND scheduled_at <= %s", [moment]), (" AND scheduled_at IS NULL", [])):
+        if fetch_all(connection, later + due + " LIMIT 1", params):
+            fetch_all(
+                connection,
+                f"UPDATE {table} SET scheduled_later = 0 WHERE id IN ({later}{due} LIMIT 1000)",
+                params,
+            )
+
+
+def succeed_many(
+    cursor: Any, update_sql: str, insert_sql: str, fields: Sequence[str], rows: list[list[Any]]
+) -> set[int]:
+    """Apply the fenced success of each row, one statement pair a row; return the job ids stored.
+
+    ``update_sql`` and ``insert_sql`` read the row as ``{rows}``, a one-row SELECT here.
+    """
+    one_row = "(SELECT " + ", ".join(f"%s AS {name}" for name in fields) + ") AS f"
+    stored = set()
+    for row in rows:
+        cursor.execute(update_sql.replace("{rows}", one_row), row)
+        if cursor.rowcount == 1:
+            cursor.execute(insert_sql.replace("{rows}", one_row), row)
+            stored.add(row[0])
+    return stored

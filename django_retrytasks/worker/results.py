@@ -1,0 +1,89 @@
+"""How one run went, as the executor saw it, with its error described in bounded, safe text.
+
+Plain values (no database, no Django): judging reads a :class:`RunResult`, unit tests
+build one by hand.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django_retrytasks.handlers import JobHandler
+from django_retrytasks.records import Claim
+
+#: Stored error text is bounded: an attempt keeps at most this much of each.
+MAX_ERROR_MESSAGE = 64 * 1024
+MAX_TRACEBACK = 256 * 1024
+
+
+class RunKind(enum.Enum):
+    RETURNED = "returned"  #: the function returned a value that JSON can hold
+    RAISED = "raised"  #: the function raised (or ran past its timeout)
+    UNSTORABLE = "unstorable"  #: the function returned a value that JSON cannot hold
+    CANNOT_RUN = "cannot run"  #: the function was never called (see ``handlers.CannotRun``)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorText:
+    """An error as the attempt row stores it: bounded, and safe whatever the error does."""
+
+    type: str = ""
+    message: str = ""
+    traceback: str = ""
+
+    @classmethod
+    def of(cls, error: BaseException) -> ErrorText:
+        return cls(
+            type=error_type_name(error)[:255],
+            message=cut_text(safe_str(error), MAX_ERROR_MESSAGE),
+            traceback=cut_text(format_traceback(error), MAX_TRACEBACK),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How one run of a claimed job went."""
+
+    claim: Claim
+    kind: RunKind
+    finished_at: datetime
+    #: The handler that ran it; ``None`` when none could be found.
+    handler: JobHandler | None = None
+    return_value: Any = None
+    error: BaseException | None = None
+    error_text: ErrorText = ErrorText()
+    #: Why the job could not run (``CANNOT_RUN``), as its attempt records it.
+    reason: str = ""
+
+
+def error_type_name(error: BaseException) -> str:
+    kind = type(error)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def safe_str(error: BaseException) -> str:
+    """``str(error)``, or a description when that raises (a broken ``__str__``)."""
+    try:
+        return str(error)
+    except BaseException as failure:
+        return f"<{error_type_name(error)} whose str() raised {error_type_name(failure)}>"
+
+
+def format_traceback(error: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(error))
+    except BaseException as failure:
+        return f"<the traceback could not be formatted: {error_type_name(failure)}>"
+
+
+def cut_text(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    kept = max(limit - 64, 0)  # room for the marker
+    return text[:kept] + f"\n… [cut: {len(text) - kept:,} more characters]"
