@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from typing import Any
 
 from django.tasks import TaskContext, task
+from django.utils import timezone
 
 from django_retrytasks import BaseRetryStrategy, Job, RetryDecision, RetryStrategy, Snooze
 
@@ -122,3 +124,24 @@ retried_once_the_django_6_0_way = replace(  # type: ignore[assignment]
     task(retried_once_the_django_6_0_way),
     retry=1,  # type: ignore[call-arg]
 )
+
+
+@task(timeout=0.2)  # type: ignore[call-overload]
+def too_slow() -> str:
+    """Runs past its timeout (RetryTask's, as app.task's)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "finished"
+
+
+@task(timeout=0.2)  # type: ignore[call-overload]
+async def async_too_slow() -> str:
+    await asyncio.sleep(30)
+    return "finished"
+
+
+@task
+def returns_a_datetime() -> Any:
+    calls.append("returns_a_datetime ran")
+    return timezone.now()

@@ -137,6 +137,7 @@ def always_fails(job_context: django_retrytasks.JobContext) -> None:
 from testproject.demo import (  # noqa: E402
     admin_tasks,
     bench_tasks,
+    boundary_tasks,
     concurrency_tasks,
     djangotasks_tasks,
     faults_tasks,
@@ -146,6 +147,7 @@ from testproject.demo import (  # noqa: E402
 __all__ = [
     "admin_tasks",
     "bench_tasks",
+    "boundary_tasks",
     "concurrency_tasks",
     "djangotasks_tasks",
     "faults_tasks",

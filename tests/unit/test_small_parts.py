@@ -1,0 +1,68 @@
+"""Backoff, decision checks, bounded error text (no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from django_retrytasks import RetryDecision
+from django_retrytasks.worker.outages import Backoff
+from django_retrytasks.worker.results import ErrorText, cut_text, safe_str
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter_and_resets() -> None:
+    backoff = Backoff(first=0.1, cap=0.5)
+    waits = [backoff.next_wait() for _ in range(6)]
+    for wait, full in zip(waits, [0.1, 0.2, 0.4, 0.5, 0.5, 0.5], strict=True):
+        assert 0.75 * full <= wait <= full
+    backoff.reset()
+    assert backoff.next_wait() <= 0.1
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"priority": 2**40}, ValueError, "priority must fit in 32 bits"),
+        ({"priority": -(2**31) - 1}, ValueError, "priority must fit in 32 bits"),
+        ({"priority": "1"}, TypeError, "priority must be an int"),
+        ({"queue": "q" * 129}, ValueError, "queue is at most 128 characters, got 129"),
+        ({"queue": ""}, ValueError, "queue must be a non-empty string"),
+        ({"lock": "l" * 256}, ValueError, "lock is at most 255 characters, got 256"),
+        ({"lock": "a\x00b"}, ValueError, "lock must not contain a NUL character"),
+        ({"queue": "\ud800"}, ValueError, "queue must not contain an unpaired surrogate"),
+        ({"lock": 5}, TypeError, "lock must be a string"),
+    ],
+)
+def test_a_decision_no_column_can_hold_is_refused_when_built(
+    options: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        RetryDecision(**options)  # type: ignore[arg-type]
+
+
+def test_a_decision_at_the_limits_is_accepted() -> None:
+    decision = RetryDecision(priority=2**31 - 1, queue="q" * 128, lock="l" * 255)
+    assert (decision.priority, len(decision.queue or ""), len(decision.lock or "")) == (
+        2**31 - 1,
+        128,
+        255,
+    )
+
+
+def test_long_text_is_cut_with_a_marker_saying_how_much() -> None:
+    assert cut_text("short", 10) == "short"
+    cut = cut_text("x" * 1000, 100)
+    assert len(cut) <= 100
+    kept, marker = cut.split("\n… [cut: ")
+    assert len(kept) + int(marker.split()[0]) == 1000
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_an_error_whose_str_raises_is_still_described() -> None:
+    assert safe_str(Unprintable()) == f"<{__name__}.Unprintable whose str() raised RuntimeError>"
+    text = ErrorText.of(Unprintable())
+    assert text.type == f"{__name__}.Unprintable"
+    assert "Unprintable" in text.traceback
