@@ -128,6 +128,8 @@ class Worker:
         self._runners: list[threading.Thread] = []
         self._heartbeat: heartbeat.Heartbeat | None = None
         self._stop_now = threading.Event()
+        # Set when the last writes of a shutdown must stop waiting through an outage.
+        self._give_up = threading.Event()
 
     @property
     def worker_id(self) -> int | None:
@@ -147,6 +149,7 @@ class Worker:
     def stop_now(self) -> None:
         """Store what finished, return what still runs to the queue, and let :meth:`run` return."""
         self._stop_now.set()
+        self._give_up_after(STOP_NOW_SECONDS)
         self.producer.stop()
 
     # --- running ---------------------------------------------------------------------------
@@ -159,9 +162,19 @@ class Worker:
         )
         if self.install_signal_handlers:
             signal_handlers.install()
+        try:
+            self.registration.register()
+        except BaseException:
+            signal_handlers.restore()
+            raise
         store.add_wake_callback(self.producer.wake.set)
-        self.registration.register()
-        self._beat()  # lost runs are recovered before the first claim (also in burst mode)
+        try:
+            self._beat()  # lost runs are recovered before the first claim (also in burst mode)
+        except outages.OUTAGE_ERRORS:
+            logger.exception(
+                "Recovering lost runs failed; the heartbeat tries again",
+                extra={"action": "heartbeat_error", "worker": self.name},
+            )
         self._heartbeat = heartbeat.Heartbeat(
             self._beat,
             interval=self.heartbeat_interval,
@@ -262,12 +275,13 @@ class Worker:
         if unstarted:
             self._give_back(unstarted)
         self._drain(give_up_at)
+        if give_up_at is not None:
+            self._give_up_after(give_up_at - time.monotonic())
         if self._stop_now.is_set() or self.abandoned_runs:
             finished, unfinished = self.ledger.close()
-            give_up_at = time.monotonic() + STOP_NOW_SECONDS if self._stop_now.is_set() else give_up_at
         else:
             finished, unfinished = self.ledger.take_finished(), []
-        self._store_last(finished, give_up_at)
+        self._store_last(finished)
         if self._heartbeat is not None:
             self._heartbeat.stop()
         # Last before exiting: a run returned to the queue keeps running on its thread
@@ -284,6 +298,11 @@ class Worker:
                 extra={"action": "unregister_error", "worker": self.name},
             )
         outages.drop_connection(self.using)
+
+    def _give_up_after(self, seconds: float) -> None:
+        timer = threading.Timer(max(seconds, 0.0), self._give_up.set)
+        timer.daemon = True
+        timer.start()
 
     def _drain(self, give_up_at: float | None) -> None:
         """Store runs as they finish until no runner runs (or time is up, or a second signal)."""
@@ -303,22 +322,16 @@ class Worker:
                 wait = min(wait, max(give_up_at - time.monotonic(), 0.0))
             self.producer.wake.wait(wait)
 
-    def _store_last(self, finished: list[Verdict], give_up_at: float | None) -> None:
-        """Store the last finished runs, through an outage until ``give_up_at``."""
+    def _store_last(self, finished: list[Verdict]) -> None:
+        """Store the last finished runs, through an outage until the shutdown gives up."""
         if not finished:
             return
-        give_up = threading.Event()
-        timer = None
-        if give_up_at is not None:
-            timer = threading.Timer(max(give_up_at - time.monotonic(), 0.0), give_up.set)
-            timer.daemon = True
-            timer.start()
         try:
             stored = outages.persist(
                 lambda: store_verdicts(finished, using=self.using),
                 what="the outcome of the last finished jobs",
                 using=self.using,
-                give_up=give_up,
+                give_up=self._give_up,
             )
         except outages.OUTAGE_ERRORS:
             logger.exception(
@@ -328,9 +341,6 @@ class Worker:
                 extra={"action": "record_error", "worker": self.name},
             )
             return
-        finally:
-            if timer is not None:
-                timer.cancel()
         for verdict in stored:
             if verdict is not None:
                 self.announcer.announce(verdict)
