@@ -19,6 +19,9 @@ setting                            meaning                                      
 LOSSES``                           which a job is held (``None``: never held)
 ``RETRYTASKS_TASK_MODULES``        modules to import at start-up, besides every    ``[]``
                                    installed app's ``tasks``: their tasks run
+``RETRYTASKS_MAX_ARGUMENTS_SIZE``  bytes of a job's arguments as compact UTF-8     1,048,576 (1 MiB)
+                                   JSON; ``defer()`` refuses larger ones
+                                   (``ArgumentsTooLarge``)
 =================================  =============================================  ===========================
 
 Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
@@ -37,6 +40,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from django_retrytasks.jobs import Status
+from django_retrytasks.limits import ARGUMENTS_SIZE_SETTING, DEFAULT_MAX_ARGUMENTS_SIZE
 
 DEFAULT_RETENTION: dict[str, timedelta | None] = {
     Status.SUCCEEDED: timedelta(days=7),
@@ -56,6 +60,7 @@ class RetryTasksSettings:
     heartbeat_interval: float
     heartbeat_timeout: float
     max_consecutive_losses: int | None
+    max_arguments_size: int
     #: Modules imported when Django starts, besides each installed app's ``tasks``.
     task_modules: tuple[str, ...] = ()
 
@@ -106,6 +111,13 @@ def _seconds_setting(name: str, default: float) -> float:
     return float(seconds)
 
 
+def max_arguments_size() -> int:
+    """``RETRYTASKS_MAX_ARGUMENTS_SIZE`` alone: ``defer()`` reads it at every call."""
+    value = getattr(django_settings, ARGUMENTS_SIZE_SETTING, DEFAULT_MAX_ARGUMENTS_SIZE)
+    size: int = _number(ARGUMENTS_SIZE_SETTING, value, allow_none=False, integer=True, minimum=1)
+    return size
+
+
 def get_settings() -> RetryTasksSettings:
     """Read and check the ``RETRYTASKS_*`` settings now."""
     heartbeat_interval = _seconds_setting("RETRYTASKS_HEARTBEAT_INTERVAL", 10.0)
@@ -151,6 +163,7 @@ def get_settings() -> RetryTasksSettings:
             minimum=1,
         ),
         task_modules=task_modules(),
+        max_arguments_size=max_arguments_size(),
     )
 
 

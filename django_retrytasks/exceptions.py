@@ -53,3 +53,7 @@ class GiveUp(Exception):
     def __init__(self, reason: str = "the task gave up") -> None:
         self.reason = str(reason)
         super().__init__(self.reason)
+
+
+class ArgumentsTooLarge(ArgumentsNotSerializable, ValueError):
+    """Job arguments are larger than RETRYTASKS_MAX_ARGUMENTS_SIZE allows; nothing was stored."""

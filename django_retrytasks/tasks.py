@@ -7,66 +7,36 @@ lazily, so tasks can be declared in any module, before Django's apps are ready.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, overload
 
-from django_retrytasks import durations
+from django_retrytasks import durations, limits
 from django_retrytasks import retry as retry_module
-from django_retrytasks.exceptions import ArgumentsNotSerializable, UnknownTask
+from django_retrytasks.exceptions import UnknownTask
 from django_retrytasks.jobs import JobSpec
 
 DEFAULT_QUEUE = "default"
 
 
 def check_json(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``kwargs`` as a dict after checking it survives a JSON round trip unchanged in kind."""
-
-    def visit(value: Any, path: str) -> None:
-        if value is None or isinstance(value, str | bool | int):
-            return
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ArgumentsNotSerializable(
-                    f"job argument {path} is {value!r}, which JSON cannot hold"
-                )
-            return
-        if isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                visit(item, f"{path}[{index}]")
-            return
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ArgumentsNotSerializable(
-                        f"job argument {path} has a non-string key {key!r}; JSON keys are strings"
-                    )
-                visit(item, f"{path}[{key!r}]")
-            return
-        raise ArgumentsNotSerializable(
-            f"job argument {path} is a {type(value).__name__}, which is not JSON-serialisable; "
-            "pass str, int, float, bool, None, lists or dicts"
-        )
-
-    if not isinstance(kwargs, Mapping):
-        raise ArgumentsNotSerializable(f"job arguments must be a dict, not {type(kwargs).__name__}")
-    for name, value in kwargs.items():
-        visit(value, name)
-    # Tuples become lists; anything else is already plain JSON.
-    result: dict[str, Any] = json.loads(json.dumps(dict(kwargs)))
-    return result
+    """Return ``kwargs`` as plain JSON data after checking both databases store it alike."""
+    return limits.check_json(kwargs)
 
 
 def _check_name(value: object, *, option: str, allow_none: bool) -> str | None:
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{option} must be a non-empty string, got {value!r}")
-    if len(value) > 255:
-        raise ValueError(f"{option} is at most 255 characters, got {len(value)}")
-    return value
+    return limits.check_name(
+        value, option=option, max_length=_MAX_LENGTHS[option], allow_none=allow_none
+    )
+
+
+_MAX_LENGTHS = {
+    "name": limits.MAX_TASK_NAME_LENGTH,
+    "queue": limits.MAX_QUEUE_LENGTH,
+    "lock": limits.MAX_LOCK_LENGTH,
+    "queueing_lock": limits.MAX_LOCK_LENGTH,
+}
 
 
 def _check_priority(value: object) -> int:
@@ -115,11 +85,14 @@ class Deferrer:
             else _check_name(queueing_lock, option="queueing_lock", allow_none=True)
         )
 
-    def spec(self, kwargs: Mapping[str, Any]) -> JobSpec:
+    def spec(self, kwargs: Mapping[str, Any], *, max_size: int) -> JobSpec:
+        """The job to store, once ``kwargs`` are known to suit the task and both databases."""
         assert self.queue is not None
+        arguments = limits.check_arguments(kwargs, max_size=max_size)
+        self.task.check_call(arguments)
         return JobSpec(
             task_name=self.task.name,
-            task_kwargs=check_json(kwargs),
+            task_kwargs=arguments,
             queue=self.queue,
             priority=self.priority,
             lock=self.lock,
@@ -130,15 +103,18 @@ class Deferrer:
 
     def defer(self, **kwargs: Any) -> int:
         """Store one job and return its id."""
-        from django_retrytasks import store
+        from django_retrytasks import conf, store
 
-        return store.defer_jobs([self.spec(kwargs)], sender=self.task)[0]
+        spec = self.spec(kwargs, max_size=conf.max_arguments_size())
+        return store.defer_jobs([spec], sender=self.task)[0]
 
     def batch_defer(self, *kwargs_list: Mapping[str, Any]) -> list[int]:
         """Store one job per dict of arguments, all or nothing, and return their ids."""
-        from django_retrytasks import store
+        from django_retrytasks import conf, store
 
-        return store.defer_jobs([self.spec(kwargs) for kwargs in kwargs_list], sender=self.task)
+        max_size = conf.max_arguments_size()
+        specs = [self.spec(kwargs, max_size=max_size) for kwargs in kwargs_list]
+        return store.defer_jobs(specs, sender=self.task)
 
 
 class Task:
@@ -197,6 +173,8 @@ class Task:
             raise ValueError(f"max_snoozes must be None or an int >= 0, got {max_snoozes!r}")
         #: How many snoozes a job may take; ``None`` means the RETRYTASKS_MAX_SNOOZES setting.
         self.max_snoozes = max_snoozes
+        #: The keyword arguments the function accepts (None: its signature cannot be read).
+        self.call_shape = limits.call_shape(func, pass_context=self.pass_context)
         functools.update_wrapper(self, func)
 
     @property
@@ -206,6 +184,13 @@ class Task:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
+
+    def check_call(self, kwargs: Mapping[str, Any]) -> None:
+        """Raise ``TypeError`` naming the problem if a job with ``kwargs`` could not call the
+        function (a missing required argument, an unknown name)."""
+        problem = None if self.call_shape is None else self.call_shape.problem(kwargs)
+        if problem is not None:
+            raise TypeError(f"task {self.name!r} {problem}; nothing was stored")
 
     def configure(
         self,

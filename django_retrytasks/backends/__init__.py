@@ -46,7 +46,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.json import normalize_json
 
-from django_retrytasks import store
+from django_retrytasks import conf, limits, store
 from django_retrytasks.backends.handler import DjangoTaskHandler
 from django_retrytasks.backends.resolving import resolve_task, tasks_by_path
 from django_retrytasks.backends.results import (
@@ -55,17 +55,16 @@ from django_retrytasks.backends.results import (
     history,
     job_id_of,
 )
+from django_retrytasks.exceptions import ArgumentsNotSerializable
 from django_retrytasks.jobs import JobSpec
 from django_retrytasks.models import Job, JobStatus
 from django_retrytasks.records import Claim
 from django_retrytasks.retry import BaseRetryStrategy, get_retry_strategy
-from django_retrytasks.tasks import check_json
 
 #: The options ``TASKS[alias]["OPTIONS"]`` understands.
 KNOWN_OPTIONS = frozenset({"RETRY"})
 
 _MAX_TASK_PATH = Job._meta.get_field("task_name").max_length or 255
-_MAX_QUEUE_NAME = Job._meta.get_field("queue").max_length or 128
 
 
 class _Default(enum.Enum):
@@ -162,8 +161,15 @@ class RetryTasksBackend(BaseTaskBackend):
             raise InvalidTask(
                 f"Task path {task.module_path!r} is longer than {_MAX_TASK_PATH} characters."
             )
-        if len(task.queue_name) > _MAX_QUEUE_NAME:
-            raise InvalidTask(f"Queue name is longer than {_MAX_QUEUE_NAME} characters.")
+        try:
+            limits.check_name(
+                task.queue_name,
+                option="queue_name",
+                max_length=limits.MAX_QUEUE_LENGTH,
+                allow_none=False,
+            )
+        except ValueError as error:
+            raise InvalidTask(f"Invalid queue for task {task.module_path}: {error}") from error
 
     # --- enqueueing ---------------------------------------------------------------------------
 
@@ -172,9 +178,13 @@ class RetryTasksBackend(BaseTaskBackend):
     ) -> TaskResult[Any, Any]:
         """Store a job (joining the caller's transaction) and return its READY result."""
         self.validate_task(task)
-        arguments = check_json(
-            {"args": normalize_json(list(args)), "kwargs": normalize_json(kwargs)}
-        )
+        try:
+            plain = {"args": normalize_json(list(args)), "kwargs": normalize_json(kwargs)}
+        except RecursionError:  # Django's normalize_json recurses: refuse what it cannot walk
+            raise ArgumentsNotSerializable(
+                f"job arguments are nested deeper than {limits.MAX_JSON_DEPTH} levels"
+            ) from None
+        arguments = limits.check_arguments(plain, max_size=conf.max_arguments_size())
         spec = JobSpec(
             task_name=task.module_path,
             task_kwargs=arguments,

@@ -1,0 +1,319 @@
+"""What a job may hold, and the checks that refuse the rest before anything is stored.
+
+Every limit here exists because SQLite and PostgreSQL would otherwise store the same input
+differently (or one of them not at all): a queue name longer than its column, a NUL
+character, which PostgreSQL text cannot hold, a surrogate code point, which UTF-8 cannot
+encode, JSON nested deeper than a parser can read back. The checks run at ``defer()`` so that
+a project developed on SQLite meets the error there, not in production on PostgreSQL.
+
+Pure functions over plain values, with no Django import: unit-tested without a database.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django_retrytasks.exceptions import ArgumentsNotSerializable, ArgumentsTooLarge
+
+#: Characters of a task name (the ``task_name`` column).
+MAX_TASK_NAME_LENGTH = 255
+#: Characters of a queue name (the ``queue`` column).
+MAX_QUEUE_LENGTH = 128
+#: Characters of a ``lock`` or ``queueing_lock`` (their columns).
+MAX_LOCK_LENGTH = 255
+#: Levels of nesting of a job's stored arguments, the arguments' own dict being level 1.
+#: SQLite's JSON1 refuses documents nested deeper than 1,000 levels (2,000 before 3.45),
+#: PostgreSQL's parser runs out of stack (``max_stack_depth``) somewhere past 10,000, and
+#: Python's ``json`` meets its recursion limit before 1,000: 100 leaves every one of them,
+#: and whatever Python code walks the value, a wide margin.
+MAX_JSON_DEPTH = 100
+#: Floats this large or larger are written with an exponent (``1e+23``); PostgreSQL keeps
+#: them as exact decimals and reads them back as whole numbers (``100000000000000000000000``,
+#: a different value than the float), SQLite as the float: such a float is refused.
+MAX_FLOAT_MAGNITUDE = 1e16
+#: Digits of an integer argument: beyond this Python refuses to convert it to text (and so
+#: to write or read it as JSON) unless ``sys.set_int_max_str_digits`` says otherwise.
+MAX_INT_DIGITS = 4300
+_INT_BOUND = 10**MAX_INT_DIGITS
+#: Bytes of a job's arguments written as compact UTF-8 JSON, unless the
+#: ``RETRYTASKS_MAX_ARGUMENTS_SIZE`` setting says otherwise.
+DEFAULT_MAX_ARGUMENTS_SIZE = 1024 * 1024
+#: Characters of an attempt's stored ``error_message`` and ``traceback``.
+MAX_ERROR_MESSAGE_LENGTH = 64 * 1024
+MAX_TRACEBACK_LENGTH = 256 * 1024
+#: The setting that moves :data:`DEFAULT_MAX_ARGUMENTS_SIZE` (named in its error message).
+ARGUMENTS_SIZE_SETTING = "RETRYTASKS_MAX_ARGUMENTS_SIZE"
+
+#: A NUL character or a surrogate code point: text neither database stores alike.
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+# --- text ------------------------------------------------------------------------------------
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored alike on SQLite and PostgreSQL, or None when it can.
+
+    A NUL character: PostgreSQL's text and JSON types cannot hold it. A surrogate code point
+    (U+D800 to U+DFFF, paired or not): not Unicode text, UTF-8 cannot encode it, and
+    PostgreSQL reads an escaped pair back as the one character it stands for.
+    """
+    found = _UNSTORABLE_CHARACTER.search(text)
+    if found is None:
+        return None
+    character = found.group()
+    kind = "a NUL character" if character == "\x00" else "a surrogate code point"
+    return f"contains {kind} (U+{ord(character):04X}) at position {found.start()}"
+
+
+def check_name(value: object, *, option: str, max_length: int, allow_none: bool) -> str | None:
+    """Return ``value`` if it can be stored as a task name, queue or lock; else ``ValueError``."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{option} must be a non-empty string, got {value!r}")
+    if len(value) > max_length:
+        raise ValueError(f"{option} is at most {max_length} characters, got {len(value):,}")
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"{option} {problem}, which the database cannot store")
+    return value
+
+
+def cut_text(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and a marker saying
+    how much was cut, ``limit`` characters in all."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    if len(text) <= limit:
+        return text
+    # The marker's length depends on the count it shows, which depends on the marker's
+    # length: grow it until it stops growing (twice at most in practice).
+    marker = ""
+    while True:
+        kept = max(limit - len(marker), 0)
+        longer = f"… [cut: {len(text) - kept:,} more characters]"
+        if len(longer) == len(marker):
+            break
+        marker = longer
+    if len(marker) > limit:  # no room for a marker: the bare start
+        return text[:limit]
+    return text[: limit - len(marker)] + marker
+
+
+# --- JSON arguments --------------------------------------------------------------------------
+
+
+#: Subscripts of a path named in an error; a deeper one ends with "[…]".
+_PATH_KEYS_SHOWN = 8
+
+
+class _Path:
+    """Where a value sits in the arguments, spelled out only when an error names it."""
+
+    __slots__ = ("key", "parent")
+
+    def __init__(self, parent: _Path | None, key: str | int) -> None:
+        self.parent = parent
+        self.key = key
+
+    def __str__(self) -> str:
+        keys: list[str | int] = []
+        node: _Path | None = self
+        while node is not None:
+            keys.append(node.key)
+            node = node.parent
+        root, *rest = reversed(keys)
+        shown = "".join(f"[{key!r}]" for key in rest[:_PATH_KEYS_SHOWN])
+        return f"{root}{shown}{'[…]' if len(rest) > _PATH_KEYS_SHOWN else ''}"
+
+
+def _refuse(path: _Path, problem: str) -> ArgumentsNotSerializable:
+    return ArgumentsNotSerializable(f"job argument {path} {problem}")
+
+
+def _check_scalar(value: Any, path: _Path) -> None:
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise _refuse(path, f"{problem}, which the database cannot store")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _refuse(path, f"is {value!r}, which JSON cannot hold")
+        if abs(value) >= MAX_FLOAT_MAGNITUDE:
+            raise _refuse(
+                path,
+                f"is the float {value!r}, which PostgreSQL reads back as a whole number and "
+                "SQLite as a float; pass an int (or a string) instead",
+            )
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -_INT_BOUND < value < _INT_BOUND:
+            raise _refuse(path, f"is an integer of more than {MAX_INT_DIGITS:,} digits")
+    elif value is not None and not isinstance(value, bool):
+        raise _refuse(
+            path,
+            f"is a {type(value).__name__}, which is not JSON-serialisable; "
+            "pass str, int, float, bool, None, lists or dicts",
+        )
+
+
+def _check_tree(arguments: Mapping[str, Any]) -> None:
+    """Walk every value (without recursion, so no depth raises RecursionError) and refuse
+    anything that would not be stored and read back alike."""
+    # (container, its path, its level); the arguments' own dict is level 1.
+    pending: list[tuple[Any, _Path | None, int]] = [(arguments, None, 1)]
+    while pending:
+        container, path, level = pending.pop()
+        items: Iterable[tuple[str | int, Any]]
+        if isinstance(container, Mapping):
+            where = f"job argument {path} has" if path else "job arguments have"
+            for key in container:
+                if not isinstance(key, str):
+                    raise ArgumentsNotSerializable(
+                        f"{where} a non-string key {key!r}; JSON keys are strings"
+                    )
+                problem = text_problem(key)
+                if problem is not None:
+                    raise ArgumentsNotSerializable(
+                        f"{where} a key that {problem}, which the database cannot store"
+                    )
+            items = container.items()
+        else:
+            items = enumerate(container)
+        for key, value in items:
+            if isinstance(value, list | tuple | dict):
+                if level + 1 > MAX_JSON_DEPTH:
+                    raise _refuse(
+                        _Path(path, key),
+                        f"is nested deeper than {MAX_JSON_DEPTH} levels, more than every "
+                        "database and JSON parser reads back alike",
+                    )
+                pending.append((value, _Path(path, key), level + 1))
+            else:
+                _check_scalar(value, _Path(path, key))
+
+
+def _checked_text(arguments: Any) -> str:
+    """The arguments as compact JSON text, after checking they round-trip unchanged in kind."""
+    if not isinstance(arguments, Mapping):
+        raise ArgumentsNotSerializable(
+            f"job arguments must be a dict, not {type(arguments).__name__}"
+        )
+    _check_tree(arguments)
+    try:
+        return json.dumps(dict(arguments), ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:  # a str or float subclass that misbehaves
+        raise ArgumentsNotSerializable(
+            f"job arguments cannot be written as JSON: {error}"
+        ) from error
+
+
+def check_json(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``arguments`` as plain JSON data (tuples become lists) after checking that both
+    databases store it and read it back alike; else :class:`ArgumentsNotSerializable`."""
+    result: dict[str, Any] = json.loads(_checked_text(arguments))
+    return result
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (a surrogate-free string)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def check_arguments(arguments: Mapping[str, Any], *, max_size: int) -> dict[str, Any]:
+    """:func:`check_json`, and refuse arguments over ``max_size`` bytes as compact UTF-8 JSON
+    (:class:`ArgumentsTooLarge`, both a ``TypeError`` and a ``ValueError``)."""
+    text = _checked_text(arguments)
+    # Four bytes a character at most: a short text need not be encoded to be measured.
+    if len(text) * 4 > max_size and (size := utf8_size(text)) > max_size:
+        raise ArgumentsTooLarge(
+            f"job arguments are {size:,} bytes as JSON, more than the {max_size:,} bytes "
+            f"{ARGUMENTS_SIZE_SETTING} allows; store large data elsewhere (a file, a row) and "
+            "pass its key, or raise the setting"
+        )
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+# --- the task function's signature -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallShape:
+    """The keyword arguments a task function accepts, read once from its signature."""
+
+    #: Parameters that must be given (no default).
+    required: tuple[str, ...]
+    #: Every name accepted; None when the function takes ``**kwargs``.
+    accepted: frozenset[str] | None
+    #: Why no job of this function can ever run (e.g. a required positional-only
+    #: parameter), or None.
+    impossible: str | None = None
+
+    def problem(self, names: Iterable[str]) -> str | None:
+        """Why a call with keyword arguments ``names`` would fail, or None when it would bind."""
+        if self.impossible is not None:
+            return self.impossible
+        given = set(names)
+        unknown = [] if self.accepted is None else sorted(given - self.accepted)
+        if unknown:
+            name = unknown[0]
+            hint = difflib.get_close_matches(name, sorted(self.accepted or ()), n=1)
+            takes = ", ".join(sorted(self.accepted or ())) or "no arguments"
+            guess = f" (did you mean {hint[0]!r}?)" if hint else ""
+            return f"got an unknown argument {name!r}{guess}; the task takes {takes}"
+        missing = [name for name in self.required if name not in given]
+        if missing:
+            listed = ", ".join(map(repr, missing))
+            return f"is missing the required argument{'s' if len(missing) > 1 else ''} {listed}"
+        return None
+
+
+def call_shape(func: Callable[..., Any], *, pass_context: bool) -> CallShape | None:
+    """The keyword arguments ``func`` accepts when called as a task, or None when its
+    signature cannot be read (some callables written in C)."""
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    kind = inspect.Parameter
+    if pass_context:
+        # The worker passes the context as the first positional argument.
+        if parameters and parameters[0].kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD):
+            parameters = parameters[1:]
+        elif not any(parameter.kind == kind.VAR_POSITIONAL for parameter in parameters):
+            return CallShape(
+                required=(),
+                accepted=frozenset(),
+                impossible="cannot run: pass_context=True, but the function has no positional "
+                "parameter to take the context",
+            )
+    required_positional = [
+        parameter.name
+        for parameter in parameters
+        if parameter.kind == kind.POSITIONAL_ONLY and parameter.default is parameter.empty
+    ]
+    if required_positional:
+        return CallShape(
+            required=(),
+            accepted=frozenset(),
+            impossible=f"cannot run: the function's parameter {required_positional[0]!r} is "
+            "positional-only, and jobs pass keyword arguments only",
+        )
+    by_keyword = [
+        parameter
+        for parameter in parameters
+        if parameter.kind in (kind.POSITIONAL_OR_KEYWORD, kind.KEYWORD_ONLY)
+    ]
+    takes_any = any(parameter.kind == kind.VAR_KEYWORD for parameter in parameters)
+    return CallShape(
+        required=tuple(p.name for p in by_keyword if p.default is p.empty),
+        accepted=None if takes_any else frozenset(p.name for p in by_keyword),
+    )
