@@ -99,10 +99,10 @@ def cut_text(text: str, limit: int) -> str:
     marker = ""
     while True:
         kept = max(limit - len(marker), 0)
-        longer = f"… [cut: {len(text) - kept:,} more characters]"
-        if len(longer) == len(marker):
+        settled = len(marker)
+        marker = f"… [cut: {len(text) - kept:,} more characters]"
+        if len(marker) == settled:
             break
-        marker = longer
     if len(marker) > limit:  # no room for a marker: the bare start
         return text[:limit]
     return text[: limit - len(marker)] + marker
@@ -132,7 +132,8 @@ class _Path:
             node = node.parent
         root, *rest = reversed(keys)
         shown = "".join(f"[{key!r}]" for key in rest[:_PATH_KEYS_SHOWN])
-        return f"{root}{shown}{'[…]' if len(rest) > _PATH_KEYS_SHOWN else ''}"
+        name = root if isinstance(root, str) and root.isidentifier() else repr(root)
+        return f"{name}{shown}{'[…]' if len(rest) > _PATH_KEYS_SHOWN else ''}"
 
 
 def _refuse(path: _Path, problem: str) -> ArgumentsNotSerializable:
