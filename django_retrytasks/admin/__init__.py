@@ -1,0 +1,32 @@
+"""The operator's console: jobs read-only, every change through :mod:`django_retrytasks.store.operations`.
+
+The job list shows pending retries with their next run and latest error; the job page
+shows the arguments, the attempt history with tracebacks and the retries to come; the
+dashboard sums up queues, retries coming due and recent failures. Every action needs its
+own permission (``retry_job``, ``cancel_job``, ``abort_job``, ``delete_job``); no one adds
+or edits a job here. Everything that comes from a job is escaped (``format_html`` and the
+template engine's autoescaping).
+
+Django's admin autodiscovery imports this package: importing the modules below registers
+:class:`JobAdmin` and :class:`WorkerAdmin`.
+
+=====================  ==========================================================
+module                 what it holds
+=====================  ==========================================================
+``jobs``               the job list and the job page (:class:`JobAdmin`)
+``attempts``           the job page's attempt history; the read-only base
+``filters``            the job list's filters
+``actions``            Retry now, Cancel, Abort, Delete, with their permissions
+``dashboard_page``     the dashboard and its "retry the group" button
+``workers``            the worker list (:class:`WorkerAdmin`)
+``formatting``         how times, counts and values are written
+=====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from django_retrytasks.admin.formatting import duration_text, relative_text
+from django_retrytasks.admin.jobs import JobAdmin
+from django_retrytasks.admin.workers import WorkerAdmin
+
+__all__ = ["JobAdmin", "WorkerAdmin", "duration_text", "relative_text"]
