@@ -83,8 +83,14 @@ def error_types() -> list[str]:
     return distinct_values(Attempt, "error_type")
 
 
-def counts_by_status() -> dict[str, int]:
+def counts_by_status(queues: list[QueueCounts] | None = None) -> dict[str, int]:
+    """Jobs per status: summed from ``queues`` (:func:`counts_by_queue`) when given."""
     counts = dict.fromkeys(JobStatus.values, 0)
+    if queues is not None:
+        for queue in queues:
+            for status, total in queue.by_status.items():
+                counts[status] += total
+        return counts
     for row in Job.objects.order_by().values("status").annotate(total=Count("id")):
         counts[row["status"]] = row["total"]
     return counts
@@ -208,12 +214,24 @@ def failure_groups(*, since: datetime, limit: int = 50) -> list[FailureGroup]:
 
 
 def workers(*, now: datetime, heartbeat_timeout: float) -> list[dict[str, Any]]:
-    """Every registered worker with its running jobs and whether its heartbeat is fresh."""
+    """Every registered worker with its running jobs and whether its heartbeat is fresh.
+
+    The running jobs are counted apart, from the few jobs ``doing``: joined to the workers,
+    SQLite read all the jobs.
+    """
     alive_after = now - timedelta(seconds=heartbeat_timeout)
-    rows = Worker.objects.annotate(
-        running=Count("jobs", filter=Q(jobs__status=JobStatus.DOING))
-    ).order_by("name")
+    running = dict(
+        Job.objects.running()
+        .filter(worker__isnull=False)
+        .order_by()
+        .values_list("worker")
+        .annotate(total=Count("id"))
+    )
     return [
-        {"worker": row, "running": row.running, "alive": row.last_heartbeat >= alive_after}
-        for row in rows
+        {
+            "worker": row,
+            "running": running.get(row.pk, 0),
+            "alive": row.last_heartbeat >= alive_after,
+        }
+        for row in Worker.objects.order_by("name")
     ]

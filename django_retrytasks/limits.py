@@ -48,6 +48,11 @@ DEFAULT_MAX_ARGUMENTS_SIZE = 1024 * 1024
 #: Characters of an attempt's stored ``error_message`` and ``traceback``.
 MAX_ERROR_MESSAGE_LENGTH = 64 * 1024
 MAX_TRACEBACK_LENGTH = 256 * 1024
+#: Words of an admin search, and characters of each: a search is a few short words.
+MAX_SEARCH_WORDS = 5
+MAX_SEARCH_WORD_LENGTH = 100
+#: Characters of a search word (other than a job id): the text index finds trigrams.
+MIN_SEARCH_WORD_LENGTH = 3
 #: The setting that moves :data:`DEFAULT_MAX_ARGUMENTS_SIZE` (named in its error message).
 ARGUMENTS_SIZE_SETTING = "RETRYTASKS_MAX_ARGUMENTS_SIZE"
 
@@ -87,25 +92,46 @@ def check_name(value: object, *, option: str, max_length: int, allow_none: bool)
     return value
 
 
-def cut_text(text: str, limit: int) -> str:
+def cut_text(text: str, limit: int, *, length: int | None = None) -> str:
     """``text`` if it has at most ``limit`` characters, else its start and a marker saying
-    how much was cut, ``limit`` characters in all."""
+    how much was cut, ``limit`` characters in all.
+
+    ``length``: the length of the whole when ``text`` is only its start (a head read from the
+    database), so that the marker counts what the whole lost.
+    """
+    return _cut(text, limit, len(text) if length is None else length, keep_end=False)
+
+
+def cut_start(text: str, limit: int, *, length: int | None = None) -> str:
+    """Like :func:`cut_text`, but keeps the end (of a traceback, say), the marker first;
+    ``text`` may be only the end of the whole, of ``length`` characters."""
+    return _cut(text, limit, len(text) if length is None else length, keep_end=True)
+
+
+def _cut(text: str, limit: int, length: int, *, keep_end: bool) -> str:
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    if len(text) <= limit:
+    if length <= limit and len(text) <= limit:
         return text
     # The marker's length depends on the count it shows, which depends on the marker's
-    # length: grow it until it stops growing (twice at most in practice).
+    # length: grow it until it stops growing (a few steps at most).
     marker = ""
     while True:
         kept = max(limit - len(marker), 0)
         settled = len(marker)
-        marker = f"… [cut: {len(text) - kept:,} more characters]"
+        cut = (
+            f"{length - kept:,} more characters"
+            if not keep_end
+            else f"{length - kept:,} characters before"
+        )
+        marker = f"[cut: {cut}] …" if keep_end else f"… [cut: {cut}]"
         if len(marker) == settled:
             break
-    if len(marker) > limit:  # no room for a marker: the bare start
-        return text[:limit]
-    return text[: limit - len(marker)] + marker
+    if len(marker) > limit:  # no room for a marker: the bare piece
+        return text[len(text) - limit :] if keep_end else text[:limit]
+    if keep_end:
+        return marker + text[len(text) - kept :]
+    return text[:kept] + marker
 
 
 # --- JSON arguments --------------------------------------------------------------------------

@@ -48,7 +48,6 @@ def report_action(
         )
 
 
-
 class JobActions(admin.ModelAdmin):
     """Retry now, Cancel, Abort and Delete (finished jobs only), each with its permission."""
 

@@ -1,32 +1,21 @@
-"""The job page's attempt history, and the read-only base of every model admin here."""
+"""The job page's attempt history."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from django_retrytasks.admin.formatting import EMPTY, duration_text, first_line, moment_text
+from django_retrytasks.admin import long_values
+from django_retrytasks.admin.base import ReadOnly
+from django_retrytasks.admin.formatting import EMPTY, duration_text, moment_text
 from django_retrytasks.models import Attempt
 
-
-class ReadOnly:
-    """No one adds, edits or deletes rows through Django's own views.
-
-    State changes go through the actions and so through :mod:`django_retrytasks.store.operations`
-    (Django's delete view, for one, would delete running jobs).
-    """
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+#: Attempts the job page lists, the newest (``manage.py retrytasks show`` lists every one).
+ATTEMPTS_SHOWN = 20
 
 
 class AttemptInline(ReadOnly, admin.TabularInline):
@@ -49,6 +38,21 @@ class AttemptInline(ReadOnly, admin.TabularInline):
     readonly_fields = fields
     ordering = ("number", "id")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
+        """The newest :data:`ATTEMPTS_SHOWN` attempts, their long texts cut in the database."""
+        attempts = long_values.with_attempt_heads(super().get_queryset(request))
+        object_id = (
+            request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        )
+        if object_id is not None and str(object_id).isdigit():
+            newest = (
+                Attempt.objects.filter(job_id=int(object_id))
+                .order_by("-number", "-id")
+                .values("id")[:ATTEMPTS_SHOWN]
+            )
+            attempts = attempts.filter(pk__in=newest)
+        return attempts
+
     # The history is part of the job: whoever may view the job sees it.
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("django_retrytasks.view_job")
@@ -60,18 +64,7 @@ class AttemptInline(ReadOnly, admin.TabularInline):
 
     @admin.display(description="error")
     def error(self, attempt: Attempt) -> str:
-        if not attempt.error_type and not attempt.error_message:
-            return EMPTY
-        head = first_line(attempt.error_message)
-        if attempt.error_message.strip() == head:
-            return format_html("<strong>{}</strong>: {}", attempt.error_type, head)
-        return format_html(
-            '<details class="rt-collapsible"><summary><strong>{}</strong>: {}</summary>'
-            "<pre>{}</pre></details>",
-            attempt.error_type,
-            head,
-            attempt.error_message,
-        )
+        return long_values.error_html(attempt)
 
     @admin.display(description="retry decision")
     def decision_text(self, attempt: Attempt) -> str:
@@ -83,10 +76,4 @@ class AttemptInline(ReadOnly, admin.TabularInline):
 
     @admin.display(description="traceback")
     def traceback_details(self, attempt: Attempt) -> str:
-        if not attempt.traceback.strip():
-            return EMPTY
-        return format_html(
-            '<details class="rt-collapsible rt-traceback"><summary>{}</summary><pre>{}</pre></details>',
-            first_line(attempt.traceback.strip().splitlines()[-1], 80),
-            attempt.traceback,
-        )
+        return long_values.traceback_html(attempt)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from django_retrytasks import conf, dashboard
 from django_retrytasks.admin.actions import JobActions
+from django_retrytasks.admin.base import read_page
 from django_retrytasks.models import Job, JobStatus
 from django_retrytasks.store import operations
 
@@ -28,9 +29,13 @@ class DashboardViews(JobActions):
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        return read_page(lambda: self.dashboard_page(request))
+
+    def dashboard_page(self, request: HttpRequest) -> HttpResponse:
         now = timezone.now()
         buckets = dashboard.retries_due(now=now)
-        status_counts = dashboard.counts_by_status()
+        queues = dashboard.counts_by_queue()
+        status_counts = dashboard.counts_by_status(queues)  # one read of the jobs for both
         context = {
             **self.admin_site.each_context(request),
             "title": "Retry tasks dashboard",
@@ -40,15 +45,18 @@ class DashboardViews(JobActions):
             "status_tiles": [
                 (status, label, status_counts[status]) for status, label in JobStatus.choices
             ],
-            "queues": dashboard.counts_by_queue(),
+            "queues": queues,
             "statuses": Job._meta.get_field("status").choices,
             "chart": due_chart(buckets),
             "due_total": sum(bucket.count for bucket in buckets),
             "failure_groups": dashboard.failure_groups(since=now - FAILURE_WINDOW),
             "failure_window_hours": int(FAILURE_WINDOW.total_seconds() // 3600),
+            # Hosts and pids are for those who may see the workers.
             "workers": dashboard.workers(
                 now=now, heartbeat_timeout=conf.get_settings().heartbeat_timeout
-            ),
+            )
+            if request.user.has_perm("django_retrytasks.view_worker")
+            else None,
             "can_retry": self.has_retry_permission(request),
         }
         return TemplateResponse(request, "admin/django_retrytasks/dashboard.html", context)
@@ -118,4 +126,3 @@ def due_chart(buckets: Sequence[dashboard.Bucket]) -> list[dict[str, Any]]:
             }
         )
     return bars
-

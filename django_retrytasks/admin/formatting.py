@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from django.utils import timezone
 
@@ -71,9 +69,3 @@ def max_runs(task_name: str) -> int | None:
     if isinstance(task.retry, RetryStrategy) and task.retry.max_attempts is not None:
         return task.retry.max_attempts + 1
     return None
-
-
-
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-from django.contrib import admin
-from django.db.models import Q, QuerySet
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
@@ -14,8 +17,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from django_retrytasks import dashboard, tasks
-from django_retrytasks.admin.attempts import AttemptInline, ReadOnly
+from django_retrytasks import limits, tasks
+from django_retrytasks.admin import job_list, long_values, search
+from django_retrytasks.admin.attempts import ATTEMPTS_SHOWN, AttemptInline
+from django_retrytasks.admin.base import ReadOnly, ReadPages
 from django_retrytasks.admin.dashboard_page import DashboardViews
 from django_retrytasks.admin.filters import (
     ErrorTypeFilter,
@@ -29,7 +34,6 @@ from django_retrytasks.admin.formatting import (
     first_line,
     max_runs,
     moment_text,
-    pretty_json,
     relative_text,
 )
 from django_retrytasks.models import Attempt, Job, JobStatus
@@ -40,7 +44,7 @@ PREVIEW_RUNS = 5
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnly, DashboardViews):
+class JobAdmin(ReadOnly, ReadPages, long_values.Downloads, DashboardViews):
     list_display = (
         "id",
         "task_name",
@@ -61,7 +65,8 @@ class JobAdmin(ReadOnly, DashboardViews):
         ErrorTypeFilter,
     )
     search_help_text = (
-        "Job id, task name, lock, queueing lock, or text of an error (type, message)."
+        f"Up to {limits.MAX_SEARCH_WORDS} words, each found in the task name and locks, or in "
+        "the task name and error of one attempt (type, start of the message); #42 is job 42."
     )
     ordering = ("-id",)
     list_per_page = 50
@@ -99,7 +104,7 @@ class JobAdmin(ReadOnly, DashboardViews):
                 )
             },
         ),
-        ("Arguments and result", {"fields": ("arguments", "result")}),
+        ("Arguments and result", {"fields": ("arguments", "result", "history_note")}),
         (
             "Control",
             {"fields": ("abort_requested", "held", "snoozes", "consecutive_losses", "backend")},
@@ -113,7 +118,10 @@ class JobAdmin(ReadOnly, DashboardViews):
     # --- queries --------------------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        return dashboard.with_latest_error(super().get_queryset(request))
+        return super().get_queryset(request).defer(*job_list.UNLISTED)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return job_list.JobChangeList
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
         # Searched by get_search_results below; a non-empty value shows the search box.
@@ -122,28 +130,31 @@ class JobAdmin(ReadOnly, DashboardViews):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        """Match every word: ``#42`` is job 42; other words are looked for in the job id, the
-        task name, the locks, and the error type and message of every attempt."""
-        for word in search_term.split():
-            if word.startswith("#") and word[1:].isdigit():
-                # "#42" is job 42 and nothing else: no scan of the error texts.
-                queryset = queryset.filter(pk=int(word[1:]) if int(word[1:]) < 2**63 else 0)
-                continue
-            # IN (subquery), not EXISTS: under an OR the database hashes the matching
-            # attempts once instead of probing them for every job.
-            in_errors = Attempt.objects.filter(
-                Q(error_message__icontains=word) | Q(error_type__icontains=word)
-            ).values("job_id")
-            matches = (
-                Q(task_name__icontains=word)
-                | Q(lock__icontains=word)
-                | Q(queueing_lock__icontains=word)
-                | Q(pk__in=in_errors)
+        """See :mod:`django_retrytasks.admin.search`; a refused search lists nothing."""
+        if not search_term.strip():
+            return queryset, False
+        try:
+            return search.apply(search.parse(search_term), queryset), False
+        except search.SearchRefused as refusal:
+            messages.warning(request, str(refusal))
+            return queryset.none(), False
+
+    def get_paginator(
+        self, request: HttpRequest, queryset: Any, per_page: int, *args: Any, **kwargs: Any
+    ) -> Paginator:
+        if request.GET.get(SEARCH_VAR, "").strip():
+            return search.CappedPaginator(queryset, per_page, *args, **kwargs)
+        return super().get_paginator(request, queryset, per_page, *args, **kwargs)
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        if getattr(changelist.paginator, "capped", False):
+            messages.info(
+                request,
+                f"More than {search.COUNT_CAP:,} jobs match: the list pages through the newest "
+                f"{search.COUNT_CAP:,}. Add a word or a filter to narrow it.",
             )
-            if word.isdigit() and int(word) < 2**63:
-                matches |= Q(pk=int(word))
-            queryset = queryset.filter(matches)
-        return queryset, False
+        return changelist
 
     # --- columns and fields ---------------------------------------------------------------
 
@@ -196,13 +207,27 @@ class JobAdmin(ReadOnly, DashboardViews):
 
     @admin.display(description="arguments")
     def arguments(self, job: Job) -> str:
-        return format_html("<pre>{}</pre>", pretty_json(job.task_kwargs))
+        if not hasattr(job, "arguments_length"):  # read with the return value, once
+            long_values.job_value_heads(job)
+        return long_values.json_value_html(job, "arguments")
 
     @admin.display(description="return value")
     def result(self, job: Job) -> str:
         if job.status != JobStatus.SUCCEEDED:
             return EMPTY
-        return format_html("<pre>{}</pre>", pretty_json(job.return_value))
+        if not hasattr(job, "result_length"):
+            long_values.job_value_heads(job)
+        return long_values.json_value_html(job, "result")
+
+    @admin.display(description="history")
+    def history_note(self, job: Job) -> str:
+        runs = Attempt.objects.filter(job_id=job.pk).count()
+        if runs <= ATTEMPTS_SHOWN:
+            return f"{runs} runs, all listed below." if runs != 1 else "1 run, listed below."
+        return (
+            f"{runs:,} runs: the newest {ATTEMPTS_SHOWN} are listed below; "
+            f"manage.py retrytasks show {job.pk} lists them all."
+        )
 
     @admin.display(description="schedule preview")
     def schedule_preview(self, job: Job) -> str:
@@ -261,6 +286,11 @@ class JobAdmin(ReadOnly, DashboardViews):
                 "dashboard/retry-group/",
                 wrap(require_POST(self.retry_group_view)),
                 name="django_retrytasks_job_retry_group",
+            ),
+            path(
+                "<path:object_id>/download/<str:what>/",
+                wrap(self.download_view),
+                name="django_retrytasks_job_download",
             ),
         ]
         return own + super().get_urls()

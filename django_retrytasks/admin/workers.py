@@ -7,13 +7,13 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from django_retrytasks.admin.attempts import ReadOnly
+from django_retrytasks.admin.base import ReadOnly, ReadPages
 from django_retrytasks.admin.formatting import moment_text, relative_text
 from django_retrytasks.models import Worker
 
 
 @admin.register(Worker)
-class WorkerAdmin(ReadOnly, admin.ModelAdmin):
+class WorkerAdmin(ReadOnly, ReadPages, admin.ModelAdmin):
     """Registered workers, read-only: rows come and go with the worker processes."""
 
     list_display = ("name", "host", "pid", "queues", "concurrency", "started_at", "heartbeat")
