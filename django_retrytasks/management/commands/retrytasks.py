@@ -15,13 +15,40 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_retrytasks import stats
+from django_retrytasks import display, heads, limits, stats
 from django_retrytasks.jobs import Status
 from django_retrytasks.management.commands.runworker import positive_int
-from django_retrytasks.models import Job, JobStatus
+from django_retrytasks.models import Attempt, Job, JobStatus
 from django_retrytasks.store import operations
 
 LIST_COLUMNS = ("id", "status", "task_name", "queue", "attempts", "scheduled_at", "finished_at")
+SHOWN_FIELDS = (
+    "id",
+    "task_name",
+    "status",
+    "queue",
+    "priority",
+    "lock",
+    "queueing_lock",
+    "scheduled_at",
+    "attempts",
+    "snoozes",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+HISTORY_FIELDS = (
+    "number",
+    "outcome",
+    "started_at",
+    "finished_at",
+    "worker_name",
+    "error_type",
+    "decision",
+    "retry_at",
+)
+#: Characters ``show`` prints of each long value without --full (a traceback: of its end).
+SHOWN = {"arguments": 2_000, "result": 2_000, "error": 2_000, "traceback": 10_000}
 
 
 def job_id(value: str) -> int:
@@ -75,6 +102,13 @@ class Command(BaseCommand):
         show_parser.add_argument(
             "--tracebacks", action="store_true", help="Print each failed run's traceback."
         )
+        show_parser.add_argument(
+            "--full",
+            action="store_true",
+            help="Print long values whole: arguments, return value, error messages, tracebacks "
+            f"(else cut at {SHOWN['arguments']:,} characters, {SHOWN['traceback']:,} of the "
+            "end of a traceback).",
+        )
         show_parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
 
         for name, text in (
@@ -113,13 +147,13 @@ class Command(BaseCommand):
             return
         self.stdout.write("Jobs by state: " + self._counts(numbers["by_state"]))
         for queue, counts in numbers["by_queue"].items():
-            self.stdout.write(f"  queue {queue}: {self._counts(counts)}")
+            self._line(f"  queue {queue}: {self._counts(counts)}")
         self.stdout.write(f"Due now: {numbers['due_now']}")
         self.stdout.write(f"Scheduled for later: {numbers['scheduled_later']}")
         self.stdout.write(f"Pending retries: {numbers['pending_retries']}")
         oldest = numbers["oldest_waiting"]
         if oldest:
-            self.stdout.write(
+            self._line(
                 f"Oldest due job: #{oldest['job_id']} {oldest['task_name']} "
                 f"(queue {oldest['queue']}), waiting {oldest['waiting_seconds']:.0f}s"
             )
@@ -161,70 +195,79 @@ class Command(BaseCommand):
             return
         for row in rows:
             when = row["finished_at"] if row["status"] in Status.FINISHED else row["scheduled_at"]
-            self.stdout.write(
+            self._line(
                 f"#{row['id']:<8} {row['status']:<10} {row['task_name']} queue={row['queue']} "
                 f"attempts={row['attempts']} {'at' if when else ''} {when or ''}".rstrip()
             )
 
-    def handle_show(self, *, job_id: int, tracebacks: bool, as_json: bool, **options: Any) -> None:
-        job = Job.objects.filter(pk=job_id).first()
-        if job is None:
+    def handle_show(
+        self, *, job_id: int, tracebacks: bool, as_json: bool, full: bool, **options: Any
+    ) -> None:
+        row = Job.objects.filter(pk=job_id).values(*SHOWN_FIELDS).first()
+        if row is None:
             raise CommandError(f"no job #{job_id}")
-        fields = {
-            name: _plain(getattr(job, name))
-            for name in (
-                "id",
-                "task_name",
-                "task_kwargs",
-                "status",
-                "queue",
-                "priority",
-                "lock",
-                "queueing_lock",
-                "scheduled_at",
-                "attempts",
-                "snoozes",
-                "created_at",
-                "started_at",
-                "finished_at",
-                "return_value",
-            )
-        }
-        history = [
-            {
-                name: _plain(value)
-                for name, value in attempt.items()
-                if tracebacks or as_json or name != "traceback"
-            }
-            for attempt in job.attempt_history.values(
-                "number",
-                "outcome",
-                "started_at",
-                "finished_at",
-                "worker_name",
-                "error_type",
-                "error_message",
-                "decision",
-                "retry_at",
-                "traceback",
-            )
-        ]
+        fields = {name: _plain(value) for name, value in row.items()}
+        for what, name in (("arguments", "task_kwargs"), ("result", "return_value")):
+            fields[name] = self._json_value(job_id, what, full=full, as_json=as_json)
+        attempts = heads.with_attempt_heads(
+            Attempt.objects.filter(job_id=job_id).order_by("number", "id"),
+            error_chars=SHOWN["error"],
+            traceback_chars=SHOWN["traceback"],
+        )
+        history = []
+        for attempt in attempts:
+            run = {name: _plain(getattr(attempt, name)) for name in HISTORY_FIELDS}
+            run["error_message"] = self._text(attempt, "error", full=full)
+            if tracebacks or as_json:
+                run["traceback"] = self._text(attempt, "traceback", full=full)
+            history.append(run)
         if as_json:
             self._print_json({**fields, "history": history})
             return
         for name, value in fields.items():
-            self.stdout.write(f"{name}: {value}")
+            self._line(f"{name}: {value}")
         self.stdout.write(f"history ({len(history)} runs):")
         for run in history:
             error = f" {run['error_type']}: {run['error_message']}" if run["error_type"] else ""
-            self.stdout.write(
+            self._line(
                 f"  {run['number']}. {run['outcome']} {run['started_at']} -> {run['finished_at']}"
-                f"{error}"
+                f"{error}",
+                multiline=True,
             )
             if run["decision"]:
-                self.stdout.write(f"     decision: {run['decision']}")
+                self._line(f"     decision: {run['decision']}")
             if tracebacks and run.get("traceback"):
-                self.stdout.write("     " + run["traceback"].rstrip().replace("\n", "\n     "))
+                self._line(
+                    "     " + run["traceback"].rstrip().replace("\n", "\n     "), multiline=True
+                )
+
+    def _json_value(self, job_id: int, what: str, *, full: bool, as_json: bool) -> Any:
+        """A job's arguments or return value: JSON data when it can be read back whole,
+        else (cut, or nested too deep for Python) its stored text."""
+        if full:
+            text = heads.whole(what, job_id=job_id)
+            length = len(text or "")
+        else:
+            text, length = heads.job_value_heads(job_id, SHOWN["arguments"])[what]
+        if text is None:
+            return None
+        if length <= len(text):
+            try:
+                value = json.loads(text)
+            except (RecursionError, ValueError):
+                return text  # stored nested too deep for Python to read back
+            return value if as_json else display.json_text(value, indent=None)
+        return limits.cut_text(text, SHOWN[what], length=length)
+
+    @staticmethod
+    def _text(attempt: Any, what: str, *, full: bool) -> str:
+        if full:
+            return heads.whole(what, job_id=attempt.job_id, attempt_id=attempt.pk) or ""
+        if what == "error":
+            return limits.cut_text(attempt.error_head, SHOWN["error"], length=attempt.error_length)
+        return limits.cut_start(
+            attempt.traceback_tail, SHOWN["traceback"], length=attempt.traceback_length
+        )
 
     # --- acting -------------------------------------------------------------------------
 
@@ -266,11 +309,17 @@ class Command(BaseCommand):
         for done in report.done:
             self.stdout.write(f"#{done} {verb}")
         for skipped, reason in report.skipped.items():
-            self.stderr.write(f"#{skipped} skipped: {reason}")
+            self.stderr.write(display.escape_controls(f"#{skipped} skipped: {reason}"))
         if report.skipped:
             raise CommandError(f"{len(report.skipped)} of the jobs were skipped", returncode=1)
 
+    def _line(self, text: str, *, multiline: bool = False) -> None:
+        """Print ``text`` from job data with its control characters escaped: a job's text
+        must not be able to drive the terminal (move the cursor, retitle, clear)."""
+        self.stdout.write(display.escape_controls(text, multiline=multiline))
+
     def _print_json(self, value: Any) -> None:
+        # ensure_ascii: control characters, and every other non-ASCII one, come out escaped.
         self.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str))
 
     @staticmethod

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_retrytasks import queues
 from django_retrytasks.worker import DEFAULT_POLLING_INTERVAL, Worker
 
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
@@ -110,6 +111,16 @@ class Command(BaseCommand):
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             package_logger.addHandler(handler)
+        if options["queues"]:
+            unknown, known = queues.unknown_queues(options["queues"])
+            if unknown:
+                package_logger.warning(
+                    "No registered task declares, and no stored job uses, the queue%s %s; the "
+                    "known queues are: %s. Starting anyway.",
+                    "s" if len(unknown) > 1 else "",
+                    ", ".join(map(repr, unknown)),
+                    ", ".join(known) or "none",
+                )
         try:
             worker = Worker(
                 queues=options["queues"],
