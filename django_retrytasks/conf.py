@@ -21,7 +21,10 @@ LOSSES``                           which a job is held (``None``: never held)
                                    installed app's ``tasks``: their tasks run
 ``RETRYTASKS_MAX_ARGUMENTS_SIZE``  bytes of a job's arguments as compact UTF-8     1,048,576 (1 MiB)
                                    JSON; ``defer()`` refuses larger ones
-                                   (``ArgumentsTooLarge``)
+                                   (``ArgumentsTooLarge``, docs/limits.md)
+``RETRYTASKS_SQLITE_WAL``          switch the SQLite databases the app writes to  ``True``
+                                   to WAL (read by ``apps.py``; ``False`` leaves
+                                   every journal mode alone)
 =================================  =============================================  ===========================
 
 Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
