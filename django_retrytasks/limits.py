@@ -191,31 +191,50 @@ def _check_scalar(value: Any, path: _Path) -> None:
         )
 
 
+def _check_keys(container: Mapping[Any, Any], path: _Path | None) -> None:
+    for key in container:
+        if type(key) is str and _UNSTORABLE_CHARACTER.search(key) is None:
+            continue
+        where = f"job argument {path} has" if path else "job arguments have"
+        if not isinstance(key, str):
+            raise ArgumentsNotSerializable(
+                f"{where} a non-string key {key!r}; JSON keys are strings"
+            )
+        problem = text_problem(key)
+        if problem is not None:
+            raise ArgumentsNotSerializable(
+                f"{where} a key that {problem}, which the database cannot store"
+            )
+
+
 def _check_tree(arguments: Mapping[str, Any]) -> None:
     """Walk every value (without recursion, so no depth raises RecursionError) and refuse
-    anything that would not be stored and read back alike."""
+    anything that would not be stored and read back alike.
+
+    On the hot path of ``defer()``: plain strings and ints are checked inline, and a value's
+    path is only built for an error message.
+    """
     # (container, its path, its level); the arguments' own dict is level 1.
     pending: list[tuple[Any, _Path | None, int]] = [(arguments, None, 1)]
     while pending:
         container, path, level = pending.pop()
         items: Iterable[tuple[str | int, Any]]
         if isinstance(container, Mapping):
-            where = f"job argument {path} has" if path else "job arguments have"
-            for key in container:
-                if not isinstance(key, str):
-                    raise ArgumentsNotSerializable(
-                        f"{where} a non-string key {key!r}; JSON keys are strings"
-                    )
-                problem = text_problem(key)
-                if problem is not None:
-                    raise ArgumentsNotSerializable(
-                        f"{where} a key that {problem}, which the database cannot store"
-                    )
+            _check_keys(container, path)
             items = container.items()
         else:
             items = enumerate(container)
         for key, value in items:
-            if isinstance(value, list | tuple | dict):
+            kind = type(value)
+            if kind is str:
+                if _UNSTORABLE_CHARACTER.search(value) is None:
+                    continue
+            elif kind is int:
+                if -_INT_BOUND < value < _INT_BOUND:
+                    continue
+            elif kind is bool or value is None:
+                continue
+            elif isinstance(value, list | tuple | dict):
                 if level + 1 > MAX_JSON_DEPTH:
                     raise _refuse(
                         _Path(path, key),
@@ -223,8 +242,8 @@ def _check_tree(arguments: Mapping[str, Any]) -> None:
                         "database and JSON parser reads back alike",
                     )
                 pending.append((value, _Path(path, key), level + 1))
-            else:
-                _check_scalar(value, _Path(path, key))
+                continue
+            _check_scalar(value, _Path(path, key))
 
 
 def _checked_text(arguments: Any) -> str:

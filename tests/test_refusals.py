@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import override_settings
 
@@ -205,3 +207,15 @@ def test_a_function_taking_any_keyword_accepts_any_name() -> None:
     anything = takes_anything.defer(job_context=1, any_name="x")
     assert Job.objects.get(pk=job_id).task_kwargs == {"steps": 5}
     assert Job.objects.get(pk=anything).task_kwargs == {"job_context": 1, "any_name": "x"}
+
+
+@pytest.mark.parametrize("value", ["1MB", 0, -5, 1.5, True, None])
+def test_a_bad_size_setting_is_named_by_defer_and_by_the_system_check(value: object) -> None:
+    with override_settings(RETRYTASKS_MAX_ARGUMENTS_SIZE=value):
+        with pytest.raises(ImproperlyConfigured, match="RETRYTASKS_MAX_ARGUMENTS_SIZE must be"):
+            takes_anything.defer()
+        errors = [message for message in run_checks() if message.id == "django_retrytasks.E004"]
+    assert [str(error.msg) for error in errors] == [
+        f"RETRYTASKS_MAX_ARGUMENTS_SIZE must be a whole number >= 1, got {value!r}"
+    ]
+    assert not Job.objects.exists()
