@@ -238,7 +238,7 @@ def _check_tree(arguments: Mapping[str, Any]) -> None:
                 if level + 1 > MAX_JSON_DEPTH:
                     raise _refuse(
                         _Path(path, key),
-                        f"is nested deeper than {MAX_JSON_DEPTH} levels, more than every "
+                        f"is nested too deep: more than {MAX_JSON_DEPTH} levels, past what every "
                         "database and JSON parser reads back alike",
                     )
                 pending.append((value, _Path(path, key), level + 1))

@@ -35,13 +35,13 @@ REFUSALS: dict[str, tuple[Callable[[], Any], type[Exception], str]] = {
     "nested 20,000 deep": (
         lambda: echo.enqueue(nested(20_000)),
         ArgumentsNotSerializable,
-        "job arguments are nested deeper than 100 levels",
+        "job arguments are nested too deep: more than 100 levels",
     ),
     "nested 101 deep": (
         lambda: echo.enqueue(nested(101)),
         ArgumentsNotSerializable,
-        "job argument args[0][0][0][0][0][0][0][0][…] is nested deeper than 100 levels, more "
-        "than every database and JSON parser reads back alike",
+        "job argument args[0][0][0][0][0][0][0][0][…] is nested too deep: more than 100 "
+        "levels, past what every database and JSON parser reads back alike",
     ),
     "over 1 MiB": (
         # {"args":["..."],"kwargs":{}} is 25 bytes around the text.

@@ -107,7 +107,7 @@ def test_check_json_refusals(arguments: dict[str, Any], message: str) -> None:
 def test_depth_limit_counts_the_arguments_dict_as_level_one() -> None:
     deepest = nested(limits.MAX_JSON_DEPTH - 1)
     assert limits.check_json({"v": deepest}) == {"v": deepest}
-    with pytest.raises(ArgumentsNotSerializable, match="nested deeper than 100 levels"):
+    with pytest.raises(ArgumentsNotSerializable, match="nested too deep: more than 100 levels"):
         limits.check_json({"v": nested(limits.MAX_JSON_DEPTH)})
 
 
@@ -117,15 +117,15 @@ def test_any_depth_is_refused_without_recursion_error(levels: int) -> None:
         limits.check_json({"v": nested(levels)})
     # The path is named, cut short: not a million subscripts.
     assert str(caught.value) == (
-        "job argument v[0][0][0][0][0][0][0][0][…] is nested deeper than 100 levels, "
-        "more than every database and JSON parser reads back alike"
+        "job argument v[0][0][0][0][0][0][0][0][…] is nested too deep: more than 100 levels, "
+        "past what every database and JSON parser reads back alike"
     )
 
 
 def test_a_value_that_contains_itself_is_refused() -> None:
     loop: list[Any] = []
     loop.append(loop)
-    with pytest.raises(ArgumentsNotSerializable, match="nested deeper than 100 levels"):
+    with pytest.raises(ArgumentsNotSerializable, match="nested too deep: more than 100 levels"):
         limits.check_json({"loop": loop})
 
 

@@ -100,8 +100,8 @@ REFUSALS: dict[str, tuple[Callable[[], Any], type[Exception], str]] = {
     "nested 20,000 deep": (
         lambda: takes_anything.defer(deep=nested(20_000)),
         ArgumentsNotSerializable,
-        "job argument deep[0][0][0][0][0][0][0][0][…] is nested deeper than 100 levels, more "
-        "than every database and JSON parser reads back alike",
+        "job argument deep[0][0][0][0][0][0][0][0][…] is nested too deep: more than 100 "
+        "levels, past what every database and JSON parser reads back alike",
     ),
     "float PostgreSQL reads back as a whole number": (
         lambda: takes_anything.defer(amount=1e23),

@@ -14,11 +14,15 @@ Django's admin autodiscovery imports this package: importing the modules below r
 module                 what it holds
 =====================  ==========================================================
 ``jobs``               the job list and the job page (:class:`JobAdmin`)
-``attempts``           the job page's attempt history; the read-only base
+``job_list``           the list's rows: the page first, then its latest errors
+``search``             the list's search: bounded, through the text index
+``attempts``           the job page's attempt history
+``long_values``        long values shown cut, and their download view
 ``filters``            the job list's filters
 ``actions``            Retry now, Cancel, Abort, Delete, with their permissions
 ``dashboard_page``     the dashboard and its "retry the group" button
 ``workers``            the worker list (:class:`WorkerAdmin`)
+``base``               read-only admins; pages read in one transaction
 ``formatting``         how times, counts and values are written
 =====================  ==========================================================
 """

@@ -182,7 +182,7 @@ class RetryTasksBackend(BaseTaskBackend):
             plain = {"args": normalize_json(list(args)), "kwargs": normalize_json(kwargs)}
         except RecursionError:  # Django's normalize_json recurses: refuse what it cannot walk
             raise ArgumentsNotSerializable(
-                f"job arguments are nested deeper than {limits.MAX_JSON_DEPTH} levels"
+                f"job arguments are nested too deep: more than {limits.MAX_JSON_DEPTH} levels"
             ) from None
         arguments = limits.check_arguments(plain, max_size=conf.max_arguments_size())
         spec = JobSpec(
