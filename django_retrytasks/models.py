@@ -252,6 +252,11 @@ class Attempt(models.Model):
             # The admin's error type filter and its choices (the search has its own index,
             # see django_retrytasks.search_index, migration 0008).
             models.Index("error_type", "job", name="retrytasks_attempt_type_idx"),
+            # The dashboard's failures of the last 24 hours, read from the index alone: the
+            # attempts' own rows carry tracebacks (SQLite read 90 MB of them for 30,000 runs).
+            models.Index(
+                "finished_at", "outcome", "error_type", "job", name="retrytasks_attempt_recent_idx"
+            ),
         ]
 
     def __str__(self) -> str:
