@@ -31,10 +31,9 @@ from bench.databases import (
     DEFAULT_PG_URL,
     ROOT,
     BenchError,
-    PostgresTarget,
-    SqliteTarget,
     Target,
     migrate,
+    pick_targets,
 )
 
 #: The promise the issue sets: every page under this many milliseconds.
@@ -454,15 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(session(args.jobs, args.attempts, args.repeat), default=str)
         )
         return 0
-    targets: list[Target] = []
-    if "sqlite" in args.databases:
-        targets.append(SqliteTarget())
-    if "postgres" in args.databases:
-        postgres = PostgresTarget(args.pg_url)
-        if postgres.reachable():
-            targets.append(postgres)
-        else:
-            print(f"NOTICE: PostgreSQL at {args.pg_url} does not answer: skipped", file=sys.stderr)
+    targets = pick_targets([name.strip() for name in args.databases.split(",")], args.pg_url)
     results = {target.label: run_target(target, args) for target in targets}
     print(render(results, args))
     slow = [

@@ -96,6 +96,23 @@ class PostgresTarget(Target):
             connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
+def pick_targets(names: list[str], pg_url: str, *, require_postgres: bool = False) -> list[Target]:
+    """The targets named (``sqlite``, ``postgres``); PostgreSQL is skipped with a notice when
+    its server does not answer, or ``BenchError`` with ``require_postgres``."""
+    targets: list[Target] = []
+    if "sqlite" in names:
+        targets.append(SqliteTarget())
+    if "postgres" in names:
+        postgres = PostgresTarget(pg_url)
+        if postgres.reachable():
+            targets.append(postgres)
+        elif require_postgres:
+            raise BenchError(f"PostgreSQL at {pg_url} does not answer")
+        else:
+            print(f"NOTICE: PostgreSQL at {pg_url} does not answer: skipped", file=sys.stderr)
+    return targets
+
+
 def migrate(url: str) -> None:
     """Build the schema of the fresh database with the project's own migrations."""
     result = subprocess.run(

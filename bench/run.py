@@ -24,10 +24,9 @@ from bench.databases import (
     RESULTS_DIR,
     ROOT,
     BenchError,
-    PostgresTarget,
-    SqliteTarget,
     Target,
     migrate,
+    pick_targets,
 )
 from bench.report import render
 
@@ -223,18 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.time()
     config = session_config(args)
-    targets: list[Target] = []
-    if "sqlite" in args.databases:
-        targets.append(SqliteTarget())
-    if "postgres" in args.databases:
-        postgres = PostgresTarget(args.pg_url)
-        if postgres.reachable():
-            targets.append(postgres)
-        elif args.require_postgres:
-            print(f"PostgreSQL at {args.pg_url} does not answer", file=sys.stderr)
-            return 1
-        else:
-            print(f"NOTICE: PostgreSQL at {args.pg_url} does not answer: skipped", file=sys.stderr)
+    try:
+        targets = pick_targets(args.databases, args.pg_url, require_postgres=args.require_postgres)
+    except BenchError as error:
+        print(error, file=sys.stderr)
+        return 1
     result: dict[str, Any] = {
         "meta": machine(),
         "options": {
