@@ -92,12 +92,11 @@ class TaskHandler:
 
     def check_arguments(self, claim: Claim) -> None:
         """Refuse a stored job whose arguments the function cannot take: running it cannot work."""
-        problem = argument_problem(
-            self.task.func, claim.record.task_kwargs, pass_context=self.task.pass_context
-        )
-        if problem:
+        shape = self.task.call_shape
+        problem = None if shape is None else shape.problem(claim.record.task_kwargs)
+        if problem is not None:
             raise CannotRun(
-                TypeError(f"{self.name}() cannot take the job's arguments: {problem}"),
+                TypeError(f"task {self.name!r} {problem}"),
                 "not retried: the stored arguments do not fit the task's signature",
             )
 
@@ -187,29 +186,3 @@ def _source_handler(claim: Claim, *, worker_name: str, using: str) -> JobHandler
     handler: JobHandler = make_handler(claim, worker_name=worker_name, using=using)
     return handler
 
-
-def argument_problem(func: Callable[..., Any], kwargs: dict[str, Any], *, pass_context: bool) -> str:
-    """What keeps ``func`` from taking ``kwargs`` (unknown and missing names), or ``""``."""
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return ""  # a callable without a signature: only a call can tell
-    parameters = list(signature.parameters.values())[1 if pass_context else 0 :]
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        named = None  # takes any name
-    else:
-        named = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    unknown = [] if named is None else sorted(set(kwargs) - named)
-    missing = [
-        p.name
-        for p in parameters
-        if p.default is p.empty
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in kwargs
-    ]
-    problems = []
-    if unknown:
-        problems.append("unknown argument " + ", ".join(map(repr, unknown)))
-    if missing:
-        problems.append("missing argument " + ", ".join(map(repr, missing)))
-    return "; ".join(problems)

@@ -162,40 +162,42 @@ class _Path:
         return f"{name}{shown}{'[…]' if len(rest) > _PATH_KEYS_SHOWN else ''}"
 
 
-def _refuse(path: _Path, problem: str) -> ArgumentsNotSerializable:
-    return ArgumentsNotSerializable(f"job argument {path} {problem}")
+def _refuse(path: _Path, problem: str, noun: str) -> ArgumentsNotSerializable:
+    return ArgumentsNotSerializable(f"{noun} {path} {problem}")
 
 
-def _check_scalar(value: Any, path: _Path) -> None:
+def _check_scalar(value: Any, path: _Path, noun: str) -> None:
     if isinstance(value, str):
         problem = text_problem(value)
         if problem is not None:
-            raise _refuse(path, f"{problem}, which the database cannot store")
+            raise _refuse(path, f"{problem}, which the database cannot store", noun)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise _refuse(path, f"is {value!r}, which JSON cannot hold")
+            raise _refuse(path, f"is {value!r}, which JSON cannot hold", noun)
         if abs(value) >= MAX_FLOAT_MAGNITUDE:
             raise _refuse(
                 path,
                 f"is the float {value!r}, which PostgreSQL reads back as a whole number and "
                 "SQLite as a float; pass an int (or a string) instead",
+                noun,
             )
     elif isinstance(value, int) and not isinstance(value, bool):
         if not -_INT_BOUND < value < _INT_BOUND:
-            raise _refuse(path, f"is an integer of more than {MAX_INT_DIGITS:,} digits")
+            raise _refuse(path, f"is an integer of more than {MAX_INT_DIGITS:,} digits", noun)
     elif value is not None and not isinstance(value, bool):
         raise _refuse(
             path,
             f"is a {type(value).__name__}, which is not JSON-serialisable; "
             "pass str, int, float, bool, None, lists or dicts",
+            noun,
         )
 
 
-def _check_keys(container: Mapping[Any, Any], path: _Path | None) -> None:
+def _check_keys(container: Mapping[Any, Any], path: _Path | None, noun: str) -> None:
     for key in container:
         if type(key) is str and _UNSTORABLE_CHARACTER.search(key) is None:
             continue
-        where = f"job argument {path} has" if path else "job arguments have"
+        where = f"{noun} {path} has" if path else f"{noun}s have"
         if not isinstance(key, str):
             raise ArgumentsNotSerializable(
                 f"{where} a non-string key {key!r}; JSON keys are strings"
@@ -207,7 +209,7 @@ def _check_keys(container: Mapping[Any, Any], path: _Path | None) -> None:
             )
 
 
-def _check_tree(arguments: Mapping[str, Any]) -> None:
+def _check_tree(arguments: Mapping[str, Any], noun: str) -> None:
     """Walk every value (without recursion, so no depth raises RecursionError) and refuse
     anything that would not be stored and read back alike.
 
@@ -220,7 +222,7 @@ def _check_tree(arguments: Mapping[str, Any]) -> None:
         container, path, level = pending.pop()
         items: Iterable[tuple[str | int, Any]]
         if isinstance(container, Mapping):
-            _check_keys(container, path)
+            _check_keys(container, path, noun)
             items = container.items()
         else:
             items = enumerate(container)
@@ -240,25 +242,27 @@ def _check_tree(arguments: Mapping[str, Any]) -> None:
                         _Path(path, key),
                         f"is nested too deep: more than {MAX_JSON_DEPTH} levels, past what every "
                         "database and JSON parser reads back alike",
+                        noun,
                     )
                 pending.append((value, _Path(path, key), level + 1))
                 continue
-            _check_scalar(value, _Path(path, key))
+            _check_scalar(value, _Path(path, key), noun)
 
 
-def _checked_text(arguments: Any) -> str:
-    """The arguments as compact JSON text, after checking they round-trip unchanged in kind."""
+def _checked_text(arguments: Any, noun: str = "job argument") -> str:
+    """The arguments as compact JSON text, after checking they round-trip unchanged in kind.
+
+    ``noun`` names what is checked in an error message (``job argument x is ...``).
+    """
     if not isinstance(arguments, Mapping):
         raise ArgumentsNotSerializable(
-            f"job arguments must be a dict, not {type(arguments).__name__}"
+            f"{noun}s must be a dict, not {type(arguments).__name__}"
         )
-    _check_tree(arguments)
+    _check_tree(arguments, noun)
     try:
         return json.dumps(dict(arguments), ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:  # a str or float subclass that misbehaves
-        raise ArgumentsNotSerializable(
-            f"job arguments cannot be written as JSON: {error}"
-        ) from error
+        raise ArgumentsNotSerializable(f"{noun}s cannot be written as JSON: {error}") from error
 
 
 def check_json(arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,6 +270,21 @@ def check_json(arguments: Mapping[str, Any]) -> dict[str, Any]:
     databases store it and read it back alike; else :class:`ArgumentsNotSerializable`."""
     result: dict[str, Any] = json.loads(_checked_text(arguments))
     return result
+
+
+def check_return_value(value: Any) -> Any:
+    """``value`` as plain JSON data if both databases store it and read it back alike; else
+    :class:`ArgumentsNotSerializable`, naming it ``return value``."""
+    return json.loads(_checked_text({"value": value}, noun="return"))["value"]
+
+
+def check_priority(value: object) -> int:
+    """Return ``value`` if it is an int the ``priority`` column holds (32 bits)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"priority must be an int, not {type(value).__name__}")
+    if not -(2**31) <= value < 2**31:
+        raise ValueError(f"priority must fit in 32 bits, got {value}")
+    return value
 
 
 def utf8_size(text: str) -> int:

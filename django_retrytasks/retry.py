@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from django_retrytasks import limits
 from django_retrytasks.durations import add_delay, check_aware, delay_to_seconds
 
 if TYPE_CHECKING:
@@ -36,36 +37,6 @@ class JobLike(Protocol):
 
     @property
     def failed_at(self) -> datetime | None: ...
-
-
-#: What a job's columns hold; a decision that would not fit is refused when it is built.
-MAX_QUEUE_LENGTH = 128
-MAX_LOCK_LENGTH = 255
-PRIORITY_RANGE = range(-(2**31), 2**31)
-
-
-def _check_priority(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"priority must be an int, not {type(value).__name__}")
-    if value not in PRIORITY_RANGE:
-        raise ValueError(f"priority must fit in 32 bits, got {value}")
-    return value
-
-
-def _check_name(value: object, option: str, max_length: int) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{option} must be a string, not {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{option} must be a non-empty string")
-    if len(value) > max_length:
-        raise ValueError(f"{option} is at most {max_length} characters, got {len(value)}")
-    if "\x00" in value:
-        raise ValueError(f"{option} must not contain a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{option} must not contain an unpaired surrogate") from None
-    return value
 
 
 class RetryDecision:
@@ -93,9 +64,15 @@ class RetryDecision:
         self.retry_in_seconds = (
             None if retry_in is None else delay_to_seconds(retry_in, name="retry_in")
         )
-        self.priority = None if priority is None else _check_priority(priority)
-        self.queue = None if queue is None else _check_name(queue, "queue", MAX_QUEUE_LENGTH)
-        self.lock = None if lock is None else _check_name(lock, "lock", MAX_LOCK_LENGTH)
+        # Checked now, against what the job's columns hold: a decision that would not fit
+        # fails in the strategy, not in the transaction that stores the retry.
+        self.priority = None if priority is None else limits.check_priority(priority)
+        self.queue = limits.check_name(
+            queue, option="queue", max_length=limits.MAX_QUEUE_LENGTH, allow_none=True
+        )
+        self.lock = limits.check_name(
+            lock, option="lock", max_length=limits.MAX_LOCK_LENGTH, allow_none=True
+        )
         self.should_retry = bool(should_retry)
 
     @property

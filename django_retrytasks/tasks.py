@@ -39,12 +39,7 @@ _MAX_LENGTHS = {
 }
 
 
-def _check_priority(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"priority must be an int, not {type(value).__name__}")
-    if not -(2**31) <= value < 2**31:
-        raise ValueError(f"priority must fit in 32 bits, got {value}")
-    return value
+_check_priority = limits.check_priority
 
 
 class Deferrer:

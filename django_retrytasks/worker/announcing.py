@@ -17,9 +17,9 @@ from django.db import connections
 
 from django_retrytasks import jobs, signals
 from django_retrytasks.exceptions import UnknownTask
+from django_retrytasks.limits import cut_start, cut_text
 from django_retrytasks.records import Completion, Fail, Interrupt, Retry, Snooze, Succeed
 from django_retrytasks.worker.judging import Verdict
-from django_retrytasks.worker.results import cut_text
 
 logger = logging.getLogger("django_retrytasks.worker")
 
@@ -167,7 +167,7 @@ class Announcer:
                 report.error_type,
                 message,
                 reason,
-                cut_text(report.traceback, LOG_TRACEBACK_LIMIT),
+                cut_start(report.traceback, LOG_TRACEBACK_LIMIT),
                 extra={**extra, "action": "job_error", "reason": reason},
             )
         signals.send(

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_retrytasks import handlers, jobs, signals, store, tasks
+from django_retrytasks import handlers, jobs, limits, signals, store, tasks
 from django_retrytasks.handlers import CannotRun, JobHandler
 from django_retrytasks.records import Claim
 from django_retrytasks.worker.results import ErrorText, RunKind, RunResult, safe_str
@@ -151,11 +151,9 @@ class Executor:
 
 
 def to_stored_json(value: Any) -> Any:
-    """``value`` as the JSON the job's ``return_value`` stores; ``TypeError`` if JSON cannot."""
-    try:
-        return tasks.check_json({"value": value})["value"]
-    except RecursionError:
-        raise TypeError("the value is nested too deep for JSON") from None
+    """``value`` as the JSON the job's ``return_value`` stores; ``TypeError`` if it cannot be
+    stored alike on every database (the same rules as a job's arguments)."""
+    return limits.check_return_value(value)
 
 
 def release_broken_connections() -> None:

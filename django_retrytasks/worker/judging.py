@@ -15,6 +15,7 @@ from django_retrytasks import durations, retry
 from django_retrytasks.exceptions import GiveUp, Snooze, SnoozeLimitReached, WorkerLost
 from django_retrytasks.handlers import JobHandler
 from django_retrytasks.jobs import RunOutcome
+from django_retrytasks.limits import MAX_TRACEBACK_LENGTH, cut_start
 from django_retrytasks.records import (
     Claim,
     Completion,
@@ -28,11 +29,9 @@ from django_retrytasks.records import (
 )
 from django_retrytasks.records import Snooze as SnoozeTransition
 from django_retrytasks.worker.results import (
-    MAX_TRACEBACK,
     ErrorText,
     RunKind,
     RunResult,
-    cut_text,
     error_type_name,
     safe_str,
 )
@@ -184,7 +183,7 @@ def _ask_strategy(
             f"{safe_str(strategy_error)}"
         )
         told = report.traceback + "\nThe retry strategy raised:\n" + traceback.format_exc()
-        return Fail(reason), replace(report, traceback=cut_text(told, MAX_TRACEBACK))
+        return Fail(reason), replace(report, traceback=cut_start(told, MAX_TRACEBACK_LENGTH))
     reason = decision.describe()
     if clamped:
         reason += f" (too far ahead: scheduled at {durations.LATEST_RETRY_AT.isoformat()})"

@@ -13,11 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from django_retrytasks.handlers import JobHandler
+from django_retrytasks.limits import (
+    MAX_ERROR_MESSAGE_LENGTH,
+    MAX_TRACEBACK_LENGTH,
+    cut_start,
+    cut_text,
+)
 from django_retrytasks.records import Claim
-
-#: Stored error text is bounded: an attempt keeps at most this much of each.
-MAX_ERROR_MESSAGE = 64 * 1024
-MAX_TRACEBACK = 256 * 1024
 
 
 class RunKind(enum.Enum):
@@ -39,8 +41,9 @@ class ErrorText:
     def of(cls, error: BaseException) -> ErrorText:
         return cls(
             type=error_type_name(error)[:255],
-            message=cut_text(safe_str(error), MAX_ERROR_MESSAGE),
-            traceback=cut_text(format_traceback(error), MAX_TRACEBACK),
+            message=cut_text(safe_str(error), MAX_ERROR_MESSAGE_LENGTH),
+            # The end of a traceback (where the error was raised) is kept.
+            traceback=cut_start(format_traceback(error), MAX_TRACEBACK_LENGTH),
         )
 
 
@@ -79,11 +82,3 @@ def format_traceback(error: BaseException) -> str:
         return "".join(traceback.format_exception(error))
     except BaseException as failure:
         return f"<the traceback could not be formatted: {error_type_name(failure)}>"
-
-
-def cut_text(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, with a marker saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    kept = max(limit - 64, 0)  # room for the marker
-    return text[:kept] + f"\n… [cut: {len(text) - kept:,} more characters]"

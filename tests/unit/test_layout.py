@@ -114,3 +114,12 @@ def test_pure_modules_import_no_django() -> None:
     for name in pure:
         imported = imported_modules(PACKAGE / name)
         assert {module for module in imported if module.startswith("django.")} == set(), name
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in modules(outside=("migrations",))
+        if (lines := len(path.read_text().splitlines())) > 500
+    }
+    assert long == {}
