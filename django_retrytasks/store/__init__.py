@@ -19,7 +19,7 @@ from django_retrytasks.store.claiming import (
     release_unstarted,
     return_unstarted,
 )
-from django_retrytasks.store.completing import abort_requested, complete
+from django_retrytasks.store.completing import abort_requested, aborts_requested, complete
 from django_retrytasks.store.deferring import defer_job_rows, defer_jobs
 from django_retrytasks.store.sql import DEFAULT_DB, write_transaction
 from django_retrytasks.store.wake import add_wake_callback, remove_wake_callback
@@ -35,6 +35,7 @@ from django_retrytasks.store.workers import (
 __all__ = [
     "DEFAULT_DB",
     "abort_requested",
+    "aborts_requested",
     "add_wake_callback",
     "claim_jobs",
     "complete",

@@ -3,11 +3,12 @@
 A run's outcome is written only while its job is still ``doing`` for the same claim
 (``status`` and ``started_at``), so the outcome of a run whose job was recovered
 meanwhile never overwrites what the recovery wrote. Many completions go in one
-transaction; successes in one statement on PostgreSQL.
+transaction: one statement for all of them on PostgreSQL, two a run on SQLite.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from django_retrytasks.records import (
 )
 from django_retrytasks.store import postgres, sqlite
 from django_retrytasks.store.claiming import fenced
+from django_retrytasks.store.rows import OutcomeRow
 from django_retrytasks.store.sql import DEFAULT_DB, write_transaction
 from django_retrytasks.store.wake import wake_after_commit
 
@@ -41,16 +43,21 @@ def complete(completions: Sequence[Completion], *, using: str = DEFAULT_DB) -> l
     """
     if not completions:
         return []
-    successes = [c for c in completions if isinstance(c.transition, Succeed)]
-    others = [c for c in completions if not isinstance(c.transition, Succeed)]
+    connection = connections[using]
+    # A job going back to the queue with a queueing lock may find the lock taken by a job
+    # deferred meanwhile: those few are stored one by one, each ready to let the lock go.
+    careful = [c for c in completions if _may_meet_its_queueing_lock(c)]
+    plain = [c for c in completions if not _may_meet_its_queueing_lock(c)]
     stored: set[int] = set()
     with write_transaction(using):
-        if successes:
-            stored |= _succeed_many(successes, using)
-        for completion in others:
+        if plain:
+            rows = [outcome_row(c, connection) for c in plain]
+            dialect = postgres if connection.vendor == "postgresql" else sqlite
+            stored |= dialect.complete_many(connection, rows)
+        for completion in careful:
             if _store_one(completion, using):
                 stored.add(completion.job_id)
-    if any(_due_now(c) for c in others if c.job_id in stored):
+    if any(_due_now(c) for c in completions if c.job_id in stored):
         wake_after_commit(using)
     results = []
     for completion in completions:
@@ -60,8 +67,19 @@ def complete(completions: Sequence[Completion], *, using: str = DEFAULT_DB) -> l
     return results
 
 
+def aborts_requested(job_ids: Sequence[int], *, using: str = DEFAULT_DB) -> set[int]:
+    """Which of the running jobs ``job_ids`` an operator asked to stop (one read for all)."""
+    if not job_ids:
+        return set()
+    return set(
+        Job.objects.using(using)
+        .filter(pk__in=job_ids, abort_requested=True)
+        .values_list("pk", flat=True)
+    )
+
+
 def abort_requested(job_id: int, *, using: str = DEFAULT_DB) -> bool:
-    """Whether an operator asked the running job ``job_id`` to stop (one read by primary key)."""
+    """Whether an operator asked the running job ``job_id`` to stop (what ``should_abort`` reads)."""
     return Job.objects.using(using).filter(pk=job_id, abort_requested=True).exists()
 
 
@@ -74,7 +92,76 @@ def _due_now(completion: Completion) -> bool:
     return False
 
 
-# --- one failure, snooze or interruption --------------------------------------------------------
+def _may_meet_its_queueing_lock(completion: Completion) -> bool:
+    return bool(completion.claim.record.queueing_lock) and isinstance(
+        completion.transition, Retry | Snooze | Interrupt
+    )
+
+
+# --- many outcomes at once --------------------------------------------------------------------
+
+
+def outcome_row(completion: Completion, connection: Any) -> OutcomeRow:
+    """The values that store ``completion``: the job's new columns and its attempt row.
+
+    ``None`` in a job column keeps what the job holds (see the dialects' statements).
+    """
+    claim, report, transition = completion.claim, completion.report, completion.transition
+    record, now = claim.record, report.finished_at
+    retry_at = scheduled_at = None
+    status: str = JobStatus.TODO
+    priority, queue, lock, held = None, None, None, None
+    snoozes_added, return_value = 0, None
+    match transition:
+        case Succeed():
+            status = JobStatus.SUCCEEDED
+            if transition.return_value is not None:
+                return_value = json.dumps(transition.return_value)
+        case Retry():
+            retry_at = scheduled_at = transition.retry_at
+            decision = transition.decision
+            priority, queue, lock = decision.priority, decision.queue, decision.lock
+        case Snooze():
+            retry_at = scheduled_at = transition.retry_at
+            snoozes_added = 1
+        case Interrupt():
+            retry_at = scheduled_at = now
+        case Fail():
+            status, held = transition.status, True if transition.held else None
+    if completion.lost is not None:
+        losses: int | None = completion.lost.consecutive_losses + 1
+    elif report.outcome in (Outcome.FAILED, Outcome.SUCCEEDED):
+        losses = 0  # the run finished: the job is not a poison job
+    else:
+        losses = None
+    moment = connection.ops.adapt_datetimefield_value
+    return OutcomeRow(
+        id=record.id,
+        fence=moment(claim.started_at),
+        status=status,
+        attempts=record.attempts + (1 if completion.counted else 0),
+        finished_at=moment(now),
+        scheduled_at=moment(scheduled_at),
+        scheduled_later=None if scheduled_at is None else scheduled_at > now,
+        priority=priority,
+        queue=queue,
+        lock=lock,
+        snoozes_added=snoozes_added,
+        held=held,
+        consecutive_losses=losses,
+        return_value=return_value,
+        run_started_at=moment(claim.run_started_at),
+        outcome=report.outcome,
+        worker_name=report.worker_name,
+        error_type=report.error_type,
+        error_message=report.error_message,
+        traceback=report.traceback,
+        retry_at=moment(retry_at),
+        decision=transition.reason,
+    )
+
+
+# --- one failure, snooze or interruption that may meet its queueing lock --------------------------
 
 
 def _store_one(completion: Completion, using: str) -> bool:
@@ -182,115 +269,3 @@ def _log_discarded(completion: Completion) -> None:
         completion.job_id,
         extra=jobs.log_fields(completion.claim.record, action="outcome_discarded"),
     )
-
-
-# --- successes, many at once ---------------------------------------------------------------------
-
-#: The values one success carries into SQL, in order.
-_SUCCESS_FIELDS = (
-    "id",
-    "started_at",
-    "run_started_at",
-    "attempts",
-    "finished_at",
-    "return_value",
-    "worker_name",
-    "decision",
-)
-
-
-def _succeed_many(successes: Sequence[Completion], using: str) -> set[int]:
-    connection = connections[using]
-    quote = connection.ops.quote_name
-    job_table = quote(Job._meta.db_table)
-    attempt_table = quote(Attempt._meta.db_table)
-    attempt_columns = _attempt_columns()
-    update_sql = (
-        f"UPDATE {job_table} SET status = 'succeeded', attempts = f.attempts, "
-        "finished_at = f.finished_at, consecutive_losses = 0, return_value = f.return_value "
-        "FROM {rows} WHERE {job}.id = f.id AND {job}.status = 'doing' "
-        "AND {job}.started_at = f.started_at"
-    ).replace("{job}", job_table)
-    insert_sql = (
-        f"INSERT INTO {attempt_table} ({', '.join(quote(c) for c, _ in attempt_columns)}) "
-        f"SELECT {', '.join(e for _, e in attempt_columns)} FROM {{rows}}"
-    )
-    rows = [_success_row(completion, connection) for completion in successes]
-    if connection.vendor == "postgresql":
-        return postgres.succeed_many(
-            connection,
-            (update_sql, job_table),
-            insert_sql,
-            _SUCCESS_FIELDS,
-            _success_casts(connection),
-            rows,
-        )
-    with connection.cursor() as cursor:
-        return sqlite.succeed_many(cursor, update_sql, insert_sql, _SUCCESS_FIELDS, rows)
-
-
-def _success_row(completion: Completion, connection: Any) -> list[Any]:
-    claim, report = completion.claim, completion.report
-    transition = completion.transition
-    assert isinstance(transition, Succeed)
-    return_value = Job._meta.get_field("return_value").get_db_prep_save(
-        transition.return_value, connection
-    )
-    return [
-        claim.record.id,
-        connection.ops.adapt_datetimefield_value(claim.started_at),
-        connection.ops.adapt_datetimefield_value(claim.run_started_at),
-        claim.record.attempts + 1,
-        connection.ops.adapt_datetimefield_value(report.finished_at),
-        return_value,
-        report.worker_name,
-        transition.reason,
-    ]
-
-
-def _success_casts(connection: Any) -> list[str | None]:
-    job_fields = Job._meta
-    return [
-        job_fields.pk.cast_db_type(connection),
-        job_fields.get_field("started_at").cast_db_type(connection),
-        job_fields.get_field("started_at").cast_db_type(connection),
-        "integer",
-        job_fields.get_field("finished_at").cast_db_type(connection),
-        job_fields.get_field("return_value").cast_db_type(connection),
-        Attempt._meta.get_field("worker_name").cast_db_type(connection),
-        "text",
-    ]
-
-
-def _attempt_columns() -> list[tuple[str, str]]:  # column, expression
-    """(column, SQL expression over the success row ``f``) for every column of an attempt.
-
-    Built from the model, so a column added to :class:`Attempt` gets its default here.
-    """
-    attempt_table = Attempt._meta.db_table
-    taken = {
-        "job": "f.id",
-        "number": f"(SELECT COUNT(*) + 1 FROM {attempt_table} a WHERE a.job_id = f.id)",
-        "started_at": "f.run_started_at",
-        "finished_at": "f.finished_at",
-        "outcome": "'succeeded'",
-        "worker_name": "f.worker_name",
-        "decision": "f.decision",
-    }
-    columns = []
-    for model_field in Attempt._meta.local_concrete_fields:
-        if model_field.primary_key:
-            continue
-        expression = taken.get(model_field.name)
-        if expression is None:
-            default = model_field.get_default()
-            if default is None:
-                expression = "NULL"
-            elif isinstance(default, str):
-                expression = "'" + default.replace("'", "''") + "'"
-            elif isinstance(default, bool | int | float):
-                expression = str(int(default) if isinstance(default, bool) else default)
-            else:
-                raise TypeError(f"no SQL literal for the default of Attempt.{model_field.name}")
-        columns.append((str(model_field.column), expression))
-    return columns

@@ -2,7 +2,7 @@
 
 The claim is the function ``django_retrytasks_claim`` (migrations 0006 and 0007), which
 keeps its plans for the session and skips rows other workers hold (``FOR UPDATE SKIP
-LOCKED``); successes are stored many at once in one statement.
+LOCKED``); outcomes are stored many at once in one statement.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from django_retrytasks.models import Attempt, Job
+from django_retrytasks.store.rows import ATTEMPT_VALUES, JOB_ASSIGNMENTS, OutcomeRow
 from django_retrytasks.store.sql import execute
 
 
@@ -26,24 +28,60 @@ def claim_params(
     return [moment, worker_id, for_runners, list(queues) or None, limit]
 
 
-def succeed_many(
-    connection: Any,
-    update: tuple[str, str],
-    insert_sql: str,
-    fields: Sequence[str],
-    casts: Sequence[str | None],
-    rows: list[list[Any]],
-) -> set[int]:
-    """Apply the fenced successes of all ``rows`` in one statement; return the job ids stored.
+#: The SQL type of each field of an outcome row, for ``unnest``.
+_ROW_TYPES = {
+    "id": "bigint",
+    "fence": "timestamptz",
+    "status": "text",
+    "attempts": "integer",
+    "finished_at": "timestamptz",
+    "scheduled_at": "timestamptz",
+    "scheduled_later": "boolean",
+    "priority": "integer",
+    "queue": "text",
+    "lock": "text",
+    "snoozes_added": "integer",
+    "held": "boolean",
+    "consecutive_losses": "integer",
+    "return_value": "text",
+    "run_started_at": "timestamptz",
+    "outcome": "text",
+    "worker_name": "text",
+    "error_type": "text",
+    "error_message": "text",
+    "traceback": "text",
+    "retry_at": "timestamptz",
+    "decision": "text",
+}
 
-    The rows become a VALUES list ``f``; the UPDATE (its SQL and the job table's quoted
-    name) returns the ids it changed, which feed the attempts' INSERT.
-    """
-    update_sql, job_table = update
-    row_sql = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"
-    values = f"f ({', '.join(fields)}) AS (VALUES {', '.join([row_sql] * len(rows))})"
-    sql = (
-        f"WITH {values}, done AS ({update_sql.replace('{rows}', 'f')} RETURNING {job_table}.id) "
-        f"{insert_sql.replace('{rows}', 'f JOIN done ON done.id = f.id')} RETURNING job_id"
+
+@functools.cache
+def _complete_sql() -> str:
+    job, attempt = Job._meta.db_table, Attempt._meta.db_table
+    arrays = ", ".join(f"%s::{_ROW_TYPES[name]}[]" for name in OutcomeRow._fields)
+    assignments = ", ".join(
+        f"{column} = {expression.format(return_value='f.return_value::jsonb')}"
+        for column, expression in JOB_ASSIGNMENTS
     )
-    return {job_id for (job_id,) in execute(connection, sql, [v for row in rows for v in row])}
+    columns = ", ".join(column for column, _ in ATTEMPT_VALUES)
+    values = ", ".join(expression.format(attempt=attempt) for _, expression in ATTEMPT_VALUES)
+    return f"""
+        WITH f AS (SELECT * FROM unnest({arrays}) AS f({", ".join(OutcomeRow._fields)})),
+        done AS (
+            UPDATE {job} AS j SET {assignments}
+            FROM f WHERE j.id = f.id AND j.status = 'doing' AND j.started_at = f.fence
+            RETURNING j.id
+        )
+        INSERT INTO {attempt} ({columns})
+        SELECT {values} FROM f JOIN done ON done.id = f.id
+        RETURNING job_id"""
+
+
+def complete_many(connection: Any, rows: Sequence[OutcomeRow]) -> set[int]:
+    """Store the outcomes of ``rows`` in one statement; return the ids of the jobs stored.
+
+    The rows go in as one array per field (``unnest``), so the statement's text is the
+    same whatever their number: one parse, one round trip.
+    """
+    columns = [list(values) for values in zip(*rows, strict=True)]
+    return {job_id for (job_id,) in execute(connection, _complete_sql(), columns)}

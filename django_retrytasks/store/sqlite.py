@@ -10,7 +10,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from django_retrytasks.models import Job
+from django_retrytasks.models import Attempt, Job
+from django_retrytasks.store.rows import ATTEMPT_VALUES, JOB_ASSIGNMENTS, OutcomeRow
 from django_retrytasks.store.sql import fetch_all
 
 
@@ -95,18 +96,33 @@ def promote_due_jobs(connection: Any, moment: Any) -> None:
             )
 
 
-def succeed_many(
-    cursor: Any, update_sql: str, insert_sql: str, fields: Sequence[str], rows: list[list[Any]]
-) -> set[int]:
-    """Apply the fenced success of each row, one statement pair a row; return the job ids stored.
+@functools.cache
+def _complete_sql() -> tuple[str, str]:
+    job, attempt = Job._meta.db_table, Attempt._meta.db_table
+    row = "(SELECT " + ", ".join(f"%s AS {name}" for name in OutcomeRow._fields) + ") AS f"
+    assignments = ", ".join(
+        f"{column} = {expression.format(return_value='f.return_value')}"
+        for column, expression in JOB_ASSIGNMENTS
+    )
+    update = (
+        f"UPDATE {job} AS j SET {assignments} FROM {row} "
+        "WHERE j.id = f.id AND j.status = 'doing' AND j.started_at = f.fence"
+    )
+    columns = ", ".join(column for column, _ in ATTEMPT_VALUES)
+    values = ", ".join(expression.format(attempt=attempt) for _, expression in ATTEMPT_VALUES)
+    insert = f"INSERT INTO {attempt} ({columns}) SELECT {values} FROM {row}"
+    return update, insert
 
-    ``update_sql`` and ``insert_sql`` read the row as ``{rows}``, a one-row SELECT here.
-    """
-    one_row = "(SELECT " + ", ".join(f"%s AS {name}" for name in fields) + ") AS f"
+
+def complete_many(connection: Any, rows: Sequence[OutcomeRow]) -> set[int]:
+    """Store the outcomes of ``rows``, two statements a row (SQLite has no round trips to
+    save); return the ids of the jobs stored."""
+    update, insert = _complete_sql()
     stored = set()
-    for row in rows:
-        cursor.execute(update_sql.replace("{rows}", one_row), row)
-        if cursor.rowcount == 1:
-            cursor.execute(insert_sql.replace("{rows}", one_row), row)
-            stored.add(row[0])
+    with connection.cursor() as cursor:
+        for row in rows:
+            cursor.execute(update, row)
+            if cursor.rowcount == 1:
+                cursor.execute(insert, row)
+                stored.add(row.id)
     return stored

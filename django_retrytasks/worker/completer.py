@@ -15,7 +15,7 @@ from django_retrytasks import jobs, store
 from django_retrytasks.records import Fail
 from django_retrytasks.worker import outages
 from django_retrytasks.worker.announcing import Announcer
-from django_retrytasks.worker.judging import Verdict
+from django_retrytasks.worker.judging import Verdict, aborted
 from django_retrytasks.worker.ledger import Ledger
 from django_retrytasks.worker.results import ErrorText
 
@@ -29,6 +29,7 @@ def store_verdicts(verdicts: Sequence[Verdict], *, using: str) -> list[Verdict |
     whose values the database refused comes back as the failure stored instead. Raises
     only for a database outage (then nothing of this call is stored).
     """
+    verdicts = _with_aborts(verdicts, using)
     try:
         stored = store.complete([verdict.completion for verdict in verdicts], using=using)
     except outages.OUTAGE_ERRORS:
@@ -39,6 +40,15 @@ def store_verdicts(verdicts: Sequence[Verdict], *, using: str) -> list[Verdict |
         # One of them holds what the database refuses: store them one by one.
         return [each for verdict in verdicts for each in store_verdicts([verdict], using=using)]
     return [verdict if was_stored else None for verdict, was_stored in zip(verdicts, stored, strict=True)]
+
+
+def _with_aborts(verdicts: Sequence[Verdict], using: str) -> Sequence[Verdict]:
+    """The verdicts, those of runs an operator asked to stop turned ``aborted`` (one read)."""
+    abortable = [verdict.job_id for verdict in verdicts if verdict.abortable]
+    stopped = store.aborts_requested(abortable, using=using)
+    if not stopped:
+        return verdicts
+    return [aborted(verdict) if verdict.job_id in stopped else verdict for verdict in verdicts]
 
 
 def _store_failure_instead(verdict: Verdict, refused: Exception, using: str) -> Verdict | None:

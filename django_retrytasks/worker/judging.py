@@ -57,23 +57,19 @@ class Verdict:
     error: BaseException | None = None
     #: The task was never called: the job could not run at all.
     cannot_run: bool = False
+    #: The run raised: an operator's abort request, if one came, ends the job instead.
+    abortable: bool = False
 
     @property
     def job_id(self) -> int:
         return self.completion.job_id
 
 
-def judge(
-    result: RunResult,
-    *,
-    worker_name: str,
-    abort_requested: bool = False,
-    max_snoozes: int = 100,
-) -> Verdict:
-    """The transition after a run of this worker.
+def judge(result: RunResult, *, worker_name: str, max_snoozes: int = 100) -> Verdict:
+    """The transition after a run of this worker (``max_snoozes``: when the task sets none).
 
-    ``abort_requested``: an operator asked the run to stop (read after a run that raised).
-    ``max_snoozes``: the limit when the task sets none.
+    A run that raised may still end ``aborted`` (see :func:`aborted`): whether an operator
+    asked it to stop is read when its verdict is stored, for many runs at once.
     """
     claim, now, handler, error = result.claim, result.finished_at, result.handler, result.error
     if result.kind is RunKind.RETURNED:
@@ -86,9 +82,6 @@ def judge(
     if result.kind is RunKind.UNSTORABLE:
         return Verdict(Completion(claim, report, Fail(UNSTORABLE_REASON)), handler, error)
     assert error is not None
-    if abort_requested:
-        aborted = replace(report, outcome=RunOutcome.ABORTED)
-        return Verdict(Completion(claim, aborted, Fail(ABORTED_REASON, "aborted")), handler, error)
     if isinstance(error, Snooze):
         limit = handler.max_snoozes if handler and handler.max_snoozes is not None else max_snoozes
         if claim.snoozes < limit:
@@ -99,7 +92,7 @@ def judge(
             )
             snoozed = RunReport(RunOutcome.SNOOZED, now, worker_name)
             completion = Completion(claim, snoozed, SnoozeTransition(retry_at, reason), counted=False)
-            return Verdict(completion, handler, error)
+            return Verdict(completion, handler, error, abortable=True)
         error = SnoozeLimitReached(
             f"the task snoozed {claim.snoozes} times, its limit (max_snoozes={limit}); "
             "this snooze counts as a failed run"
@@ -107,7 +100,22 @@ def judge(
         text = ErrorText.of(error)
         report = replace(report, error_type=text.type, error_message=text.message)
     transition, report = _ask_strategy(handler, error, claim.record, now, report)
-    return Verdict(Completion(claim, report, transition), handler, error)
+    return Verdict(Completion(claim, report, transition), handler, error, abortable=True)
+
+
+def aborted(verdict: Verdict) -> Verdict:
+    """A run that raised after an operator asked it to stop: the job ends ``aborted``.
+
+    Counted as a run, never retried, whatever the strategy said. A snoozed run's error
+    text is the request to snooze.
+    """
+    completion = verdict.completion
+    report = replace(completion.report, outcome=RunOutcome.ABORTED)
+    if not report.error_type and verdict.error is not None:
+        text = ErrorText.of(verdict.error)
+        report = replace(report, error_type=text.type, error_message=text.message)
+    stopped = replace(completion, report=report, transition=Fail(ABORTED_REASON, "aborted"), counted=True)
+    return replace(verdict, completion=stopped, abortable=False)
 
 
 def judge_lost(

@@ -12,12 +12,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from django_retrytasks import conf, jobs, store, tasks
+from django_retrytasks import conf, store, tasks
 from django_retrytasks.records import Claim
-from django_retrytasks.worker import outages
 from django_retrytasks.worker.executor import Executor
 from django_retrytasks.worker.judging import Verdict, judge
-from django_retrytasks.worker.results import RunKind
 
 logger = logging.getLogger("django_retrytasks.worker")
 
@@ -46,28 +44,10 @@ class Processor:
 
     def process(self, claim: Claim) -> Verdict:
         """Run ``claim``'s job and judge the run; the verdict still has to be stored."""
-        result = self.executor.run(claim)
-        abort_requested = result.kind is RunKind.RAISED and self._abort_requested(claim)
         return judge(
-            result,
-            worker_name=self.worker_name,
-            abort_requested=abort_requested,
-            max_snoozes=self.max_snoozes,
+            self.executor.run(claim), worker_name=self.worker_name, max_snoozes=self.max_snoozes
         )
 
     def process_and_complete(self, claim: Claim, completer: Completer) -> bool:
         """Run, judge and store one claim; whether its outcome was stored."""
         return completer.complete(self.process(claim.run_from(self.clock())))
-
-    def _abort_requested(self, claim: Claim) -> bool:
-        try:
-            return store.abort_requested(claim.record.id, using=self.using)
-        except outages.OUTAGE_ERRORS:
-            # Unknown in an outage: judge the failure as the task's strategy says.
-            logger.warning(
-                "Could not read whether job %s was asked to abort; judging it as a failure",
-                claim.record.id,
-                extra=jobs.log_fields(claim.record, action="db_outage"),
-            )
-            outages.drop_connection(self.using)
-            return False

@@ -19,6 +19,7 @@ from django_retrytasks.worker.judging import (
     ABORTED_REASON,
     CLAIMED_AHEAD_REASON,
     UNSTORABLE_REASON,
+    aborted,
     interrupted,
     judge,
     judge_lost,
@@ -103,10 +104,24 @@ def test_a_value_json_cannot_hold_fails_without_a_retry() -> None:
     assert judge(result, worker_name="w").completion.transition == Fail(UNSTORABLE_REASON)
 
 
-def test_an_abort_request_ends_the_job_aborted() -> None:
-    verdict = judge(raised(ValueError("x"), RetryStrategy()), worker_name="w", abort_requested=True)
-    assert verdict.completion.transition == Fail(ABORTED_REASON, status="aborted")
-    assert verdict.completion.report.outcome == "aborted"
+def test_an_abort_request_ends_a_run_that_raised_aborted() -> None:
+    verdict = judge(raised(ValueError("x"), RetryStrategy()), worker_name="w")
+    assert verdict.abortable and isinstance(verdict.completion.transition, Retry)
+    stopped = aborted(verdict)
+    assert stopped.completion.transition == Fail(ABORTED_REASON, status="aborted")
+    assert (stopped.completion.report.outcome, stopped.completion.counted) == ("aborted", True)
+    assert stopped.completion.report.error_type == "ValueError"
+
+
+def test_a_snooze_after_an_abort_request_is_an_aborted_run() -> None:
+    stopped = aborted(judge(raised(Snooze(30)), worker_name="w", max_snoozes=3))
+    assert stopped.completion.transition == Fail(ABORTED_REASON, status="aborted")
+    assert stopped.completion.report.error_type == "django_retrytasks.exceptions.Snooze"
+
+
+def test_only_runs_that_raised_can_be_aborted() -> None:
+    result = RunResult(claim(), RunKind.RETURNED, NOW, FakeHandler(), return_value=1)
+    assert not judge(result, worker_name="w").abortable
 
 
 def test_a_snooze_within_the_limit_uses_no_attempt() -> None:

@@ -1,0 +1,67 @@
+"""The row of values that stores one run's outcome, as the dialects' statements read it."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class OutcomeRow(NamedTuple):
+    """One completion as SQL parameters; ``None`` in a job column keeps what the job holds."""
+
+    # The job: which one, fenced on the claim's ``started_at``, and its new columns.
+    id: int
+    fence: Any
+    status: str
+    attempts: int
+    finished_at: Any
+    scheduled_at: Any
+    scheduled_later: bool | None
+    priority: int | None
+    queue: str | None
+    lock: str | None
+    snoozes_added: int
+    held: bool | None
+    consecutive_losses: int | None
+    #: JSON text, set on the job only when it succeeded.
+    return_value: str | None
+    # The attempt row.
+    run_started_at: Any
+    outcome: str
+    worker_name: str
+    error_type: str
+    error_message: str
+    traceback: str
+    retry_at: Any
+    decision: str
+
+
+#: The job's columns set from a row: (column, expression over the row ``f`` and the job ``j``).
+JOB_ASSIGNMENTS = (
+    ("status", "f.status"),
+    ("attempts", "f.attempts"),
+    ("finished_at", "f.finished_at"),
+    ("scheduled_at", "COALESCE(f.scheduled_at, j.scheduled_at)"),
+    ("scheduled_later", "COALESCE(f.scheduled_later, j.scheduled_later)"),
+    ("priority", "COALESCE(f.priority, j.priority)"),
+    ("queue", "COALESCE(f.queue, j.queue)"),
+    ("lock", "COALESCE(f.lock, j.lock)"),
+    ("snoozes", "j.snoozes + f.snoozes_added"),
+    ("held", "COALESCE(f.held, j.held)"),
+    ("consecutive_losses", "COALESCE(f.consecutive_losses, j.consecutive_losses)"),
+    ("return_value", "CASE WHEN f.status = 'succeeded' THEN {return_value} ELSE j.return_value END"),
+)
+
+#: The attempt's columns: (column, expression over the row ``f``); ``{attempt}`` is its table.
+ATTEMPT_VALUES = (
+    ("job_id", "f.id"),
+    ("number", "(SELECT COUNT(*) + 1 FROM {attempt} a WHERE a.job_id = f.id)"),
+    ("started_at", "f.run_started_at"),
+    ("finished_at", "f.finished_at"),
+    ("outcome", "f.outcome"),
+    ("worker_name", "f.worker_name"),
+    ("error_type", "f.error_type"),
+    ("error_message", "f.error_message"),
+    ("traceback", "f.traceback"),
+    ("retry_at", "f.retry_at"),
+    ("decision", "f.decision"),
+)

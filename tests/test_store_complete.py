@@ -1,0 +1,92 @@
+"""Storing many outcomes at once: every transition in one batch, each fenced on its claim."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django_retrytasks import RetryDecision, store
+from django_retrytasks.models import Attempt, Job
+from django_retrytasks.records import (
+    Claim,
+    Completion,
+    Fail,
+    Interrupt,
+    LostRun,
+    Retry,
+    RunReport,
+    Snooze,
+    Succeed,
+)
+from django_retrytasks.store.rows import ATTEMPT_VALUES
+from testproject.demo.concurrency_tasks import noop
+
+from .conftest import Clock
+
+
+def report(clock: Clock, outcome: str, error: str = "") -> RunReport:
+    return RunReport(outcome, clock(), "w", error_type=error, error_message=error and "boom")
+
+
+def test_every_transition_is_stored_in_one_batch_and_each_is_fenced(db: None, clock: Clock) -> None:
+    ids = noop.batch_defer(*({} for _ in range(6)))
+    claims = {claim.record.id: claim for claim in store.claim_jobs(now=clock(), limit=6)}
+    succeed, retry, snooze, fail, interrupt, fenced_off = (claims[job_id] for job_id in ids)
+    Job.objects.filter(pk=fenced_off.record.id).update(started_at=clock() + timedelta(seconds=9))
+    clock.advance(seconds=2)
+    later = clock() + timedelta(minutes=5)
+    decision = RetryDecision(retry_in={"minutes": 5}, priority=7, queue="slow", lock="l")
+    lost = LostRun(claim=fail, consecutive_losses=2, worker_name="dead")
+    completions = [
+        Completion(succeed, report(clock, "succeeded"), Succeed({"ok": [1, 2]})),
+        Completion(retry, report(clock, "failed", "E"), Retry(later, decision, "retry in 300s")),
+        Completion(snooze, report(clock, "snoozed"), Snooze(later, "snoozed"), counted=False),
+        Completion(fail, report(clock, "lost", "W"), Fail("held", held=True), lost=lost),
+        Completion(interrupt, report(clock, "interrupted"), Interrupt("shutdown"), counted=False),
+        Completion(fenced_off, report(clock, "succeeded"), Succeed(None)),
+    ]
+    assert store.complete(completions) == [True, True, True, True, True, False]
+
+    def job(claim: Claim) -> Job:
+        return Job.objects.get(pk=claim.record.id)
+
+    done = job(succeed)
+    assert (done.status, done.attempts, done.return_value, done.finished_at) == (
+        "succeeded", 1, {"ok": [1, 2]}, clock()
+    )
+    moved = job(retry)
+    assert (moved.status, moved.attempts, moved.scheduled_at, moved.scheduled_later) == (
+        "todo", 1, later, True
+    )
+    assert (moved.priority, moved.queue, moved.lock, moved.consecutive_losses) == (7, "slow", "l", 0)
+    snoozed = job(snooze)
+    assert (snoozed.status, snoozed.attempts, snoozed.snoozes) == ("todo", 0, 1)
+    held = job(fail)
+    assert (held.status, held.attempts, held.held, held.consecutive_losses) == ("failed", 1, True, 3)
+    back = job(interrupt)
+    assert (back.status, back.attempts, back.scheduled_at, back.scheduled_later) == (
+        "todo", 0, clock(), False
+    )
+    assert job(fenced_off).status == "doing"
+    assert not Attempt.objects.filter(job_id=fenced_off.record.id).exists()
+    attempt = Attempt.objects.get(job_id=retry.record.id)
+    assert (attempt.number, attempt.outcome, attempt.retry_at, attempt.decision) == (
+        1, "failed", later, "retry in 300s"
+    )
+    assert (attempt.started_at, attempt.finished_at, attempt.error_type) == (
+        retry.started_at, clock(), "E"
+    )
+
+
+def test_a_second_outcome_gets_the_next_attempt_number(db: None, clock: Clock) -> None:
+    noop.defer()
+    [first] = store.claim_jobs(now=clock(), limit=1)
+    store.complete([Completion(first, report(clock, "interrupted"), Interrupt("x"), counted=False)])
+    [second] = store.claim_jobs(now=clock.advance(seconds=1), limit=1)
+    store.complete([Completion(second, report(clock, "succeeded"), Succeed(3))])
+    numbers = Attempt.objects.filter(job_id=first.record.id).order_by("number")
+    assert list(numbers.values_list("number", "outcome")) == [(1, "interrupted"), (2, "succeeded")]
+
+
+def test_every_column_of_an_attempt_is_written() -> None:
+    columns = {field.column for field in Attempt._meta.local_concrete_fields if not field.primary_key}
+    assert columns == {column for column, _ in ATTEMPT_VALUES}
