@@ -38,6 +38,7 @@ class Ledger[F: Finished]:
         self._waiting: deque[_Waiting] = deque()
         self._running: dict[int, tuple[Claim, float]] = {}  # job id -> (claim, began)
         self._finished: list[F] = []
+        self._finished_since = 0.0  # time.monotonic() when the oldest of them came
         self._stop_tokens = 0
         self._closed = False
 
@@ -88,6 +89,8 @@ class Ledger[F: Finished]:
         with self._changed:
             self._running.pop(job_id, None)
             if finished is not None and not self._closed:
+                if not self._finished:
+                    self._finished_since = time.monotonic()
                 self._finished.append(finished)
             self._changed.notify_all()
             return not self._closed
@@ -102,6 +105,8 @@ class Ledger[F: Finished]:
     def put_back_finished(self, finished: list[F]) -> None:
         """Return verdicts whose storing failed, ahead of the ones that came since."""
         with self._changed:
+            if finished and not self._finished:
+                self._finished_since = time.monotonic()
             self._finished[:0] = finished
 
     # --- views -----------------------------------------------------------------------------
@@ -114,6 +119,7 @@ class Ledger[F: Finished]:
                 running=len(self._running),
                 finished=len(self._finished),
                 longest_running=max((now - began for _, began in self._running.values()), default=0.0),
+                oldest_finished=now - self._finished_since if self._finished else 0.0,
             )
 
     def job_ids(self) -> set[int]:

@@ -63,10 +63,32 @@ class Holding:
     running: int
     finished: int  # returned, outcome not stored yet
     longest_running: float = 0.0  # seconds the oldest run in progress has been going
+    oldest_finished: float = 0.0  # seconds the oldest outcome not stored yet has waited
 
     @property
     def held(self) -> int:
         return self.waiting + self.running + self.finished
+
+
+#: Outcomes waiting to be stored are stored together once this many have come...
+STORE_BATCH = 64
+#: ...or once the oldest of them has waited this long (seconds), whichever comes first.
+STORE_DELAY = 0.005
+
+
+def store_wait(holding: Holding) -> float | None:
+    """Seconds before the outcomes the worker holds should be stored: 0 for now, None if none.
+
+    Each store is a commit, which on a database that flushes every commit to disk costs far
+    more than the rows: a failure that comes while the runners still have jobs waiting is
+    stored with the next ones, a few milliseconds later at most. With nothing left to run,
+    the runners are not kept waiting for the outcomes (a retry may be due at once).
+    """
+    if not holding.finished:
+        return None
+    if holding.finished >= STORE_BATCH or holding.waiting == 0:
+        return 0.0
+    return max(STORE_DELAY - holding.oldest_finished, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +102,15 @@ def claim_size(holding: Holding, *, target: int, concurrency: int) -> ClaimSize:
 
     For short jobs the worker holds more than its runners (see :class:`RunPace`) and
     claims again in batches: when a runner would otherwise go idle, or once half of the
-    jobs claimed ahead are taken.
+    jobs claimed ahead are taken. Outcomes not stored yet do not count: they are stored
+    in batches of their own (see :func:`store_wait`), at most :data:`STORE_BATCH` at once.
     """
     ahead = target - concurrency
     idle = concurrency - holding.running
     waiting = holding.waiting
-    if holding.held >= target or (waiting >= idle and waiting > ahead // 2):
+    to_run = waiting + holding.running
+    if to_run >= target or (waiting >= idle and waiting > ahead // 2):
         return ClaimSize(0, 0)
-    return ClaimSize(target - holding.held, max(idle - waiting, 0))
+    if holding.finished >= STORE_BATCH:
+        return ClaimSize(0, 0)  # store those first (an outage keeps them here)
+    return ClaimSize(target - to_run, max(idle - waiting, 0))

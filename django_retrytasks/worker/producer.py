@@ -25,7 +25,14 @@ from django_retrytasks.worker.judging import Verdict
 from django_retrytasks.worker.ledger import Ledger
 from django_retrytasks.worker.listener import CommitWatcher
 from django_retrytasks.worker.maintenance import Registration
-from django_retrytasks.worker.pace import PREFETCH_MAX_WAIT, ClaimSize, RunPace, claim_size
+from django_retrytasks.worker.pace import (
+    PREFETCH_MAX_WAIT,
+    ClaimSize,
+    Holding,
+    RunPace,
+    claim_size,
+    store_wait,
+)
 
 logger = logging.getLogger("django_retrytasks.worker")
 
@@ -121,17 +128,20 @@ class Producer:
             # now on makes the wait below return at once.
             self.wake.clear()
             self.each_pass()
-            self.completer.flush()
             self._return_stale_claims()
             if self._claims_unsure.is_set():
                 self._claims_unsure.clear()
                 self.release_unacknowledged()
             now = self.clock()
             with self._claim_lock:
-                size, held_before = self._size()
+                size, holding = self._size()
+                if store_wait(holding) == 0:
+                    self.completer.flush()
+                    size, holding = self._size()
+                held_before = holding.held
                 claimed = self._claim(now, size) if size.wanted > 0 else None
             if claimed is None:
-                self.wake.wait(self.polling_interval)  # enough held: wait for a runner
+                self._wait(self.polling_interval)  # enough held: wait for a runner
                 continue
             if len(claimed) == size.wanted:
                 continue  # as many as it should hold
@@ -139,14 +149,19 @@ class Producer:
                 return
             if self.burst:
                 # Only jobs due now count: wait for a runner (its retry may be due at once).
-                self.wake.wait(self.polling_interval)
+                self._wait(self.polling_interval)
                 continue
             self._wait_idle(self.idle_wait(now))
 
-    def _size(self) -> tuple[ClaimSize, int]:
+    def _wait(self, seconds: float) -> None:
+        """Sleep until woken or ``seconds`` passed, or until the held outcomes are to be stored."""
+        due = store_wait(self.ledger.holding())
+        self.wake.wait(seconds if due is None else min(seconds, due))
+
+    def _size(self) -> tuple[ClaimSize, Holding]:
         holding = self.ledger.holding()
         target = self.pace.target(running_for=holding.longest_running)
-        return claim_size(holding, target=target, concurrency=self.concurrency), holding.held
+        return claim_size(holding, target=target, concurrency=self.concurrency), holding
 
     def _claim(self, now: datetime, size: ClaimSize, connection: Any = None) -> list[Claim]:
         """Claim up to ``size.wanted`` jobs and hand them to the runners."""
@@ -235,6 +250,9 @@ class Producer:
 
     def _wait_idle(self, seconds: float) -> None:
         """Sleep until woken or ``seconds`` passed; on SQLite, also until another commit."""
+        due = store_wait(self.ledger.holding())
+        if due is not None:
+            seconds = min(seconds, due)
         if self._commit_watcher is None:
             self.wake.wait(seconds)
         else:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from django_retrytasks.worker.pace import (
     PREFETCH_PER_RUNNER,
+    STORE_BATCH,
+    STORE_DELAY,
     ClaimSize,
     Holding,
     RunPace,
     claim_size,
+    store_wait,
 )
 
 
@@ -39,8 +42,24 @@ def test_an_idle_worker_claims_for_every_runner() -> None:
 
 def test_a_worker_holding_its_target_claims_nothing() -> None:
     assert claim_size(Holding(waiting=2, running=2, finished=0), target=4, concurrency=2).wanted == 0
-    # Finished runs not stored yet still count: they are jobs this worker holds.
-    assert claim_size(Holding(waiting=0, running=2, finished=2), target=4, concurrency=2).wanted == 0
+
+
+def test_outcomes_not_stored_yet_hold_back_claims_only_past_a_batch() -> None:
+    # They are stored in batches of their own: a few do not keep runners waiting...
+    assert claim_size(Holding(waiting=0, running=2, finished=2), target=4, concurrency=2) == (
+        ClaimSize(2, 0)
+    )
+    # ...but a full batch waiting to be stored (the database is away) stops the claims.
+    held = Holding(waiting=0, running=0, finished=STORE_BATCH)
+    assert claim_size(held, target=4, concurrency=2).wanted == 0
+
+
+def test_outcomes_are_stored_in_batches_soon_and_at_once_when_nothing_else_waits() -> None:
+    assert store_wait(Holding(waiting=3, running=1, finished=0)) is None
+    assert store_wait(Holding(waiting=3, running=1, finished=1)) == STORE_DELAY
+    assert store_wait(Holding(waiting=3, running=1, finished=1, oldest_finished=1.0)) == 0
+    assert store_wait(Holding(waiting=3, running=1, finished=STORE_BATCH)) == 0
+    assert store_wait(Holding(waiting=0, running=1, finished=1)) == 0  # a retry may be due
 
 
 def test_claims_ahead_come_in_batches_once_half_of_them_are_taken() -> None:
