@@ -22,6 +22,9 @@ LOSSES``                           which a job is held (``None``: never held)
 ``RETRYTASKS_MAX_ARGUMENTS_SIZE``  bytes of a job's arguments as compact UTF-8     1,048,576 (1 MiB)
                                    JSON; ``defer()`` refuses larger ones
                                    (``ArgumentsTooLarge``, docs/limits.md)
+``RETRYTASKS_LISTEN_DATABASE``     the alias of a database connection straight    ``None`` (the worker's
+                                   to PostgreSQL, for LISTEN, when the worker's   own; never through a
+                                   own goes through a connection pooler           pooler)
 ``RETRYTASKS_SQLITE_WAL``          switch the SQLite databases the app writes to  ``True``
                                    to WAL (read by ``apps.py``; ``False`` leaves
                                    every journal mode alone)
@@ -66,6 +69,8 @@ class RetryTasksSettings:
     max_arguments_size: int
     #: Modules imported when Django starts, besides each installed app's ``tasks``.
     task_modules: tuple[str, ...] = ()
+    #: The alias workers LISTEN through (``None``: their own, unless behind a pooler).
+    listen_database: str | None = None
 
 
 def merge_retention(value: Any, *, name: str = "retention") -> dict[str, timedelta | None]:
@@ -166,8 +171,21 @@ def get_settings() -> RetryTasksSettings:
             minimum=1,
         ),
         task_modules=task_modules(),
+        listen_database=listen_database(),
         max_arguments_size=max_arguments_size(),
     )
+
+
+def listen_database() -> str | None:
+    """``RETRYTASKS_LISTEN_DATABASE``: an alias of ``DATABASES``, or ``None``."""
+    name = "RETRYTASKS_LISTEN_DATABASE"
+    alias = getattr(django_settings, name, None)
+    if alias is not None and alias not in django_settings.DATABASES:
+        raise ImproperlyConfigured(
+            f"{name} must name a database of DATABASES ({', '.join(django_settings.DATABASES)}), "
+            f"got {alias!r}"
+        )
+    return alias
 
 
 def task_modules() -> tuple[str, ...]:

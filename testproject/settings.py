@@ -95,6 +95,17 @@ TASKS = {
     }
 }
 
+if os.environ.get("DATABASE_POOLED") == "1":
+    # DATABASE_URL goes through a transaction pooler (PgBouncer): the one setting Django needs.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+if os.environ.get("LISTEN_DATABASE_URL"):
+    # A connection straight to PostgreSQL for the workers' LISTEN (the tests' own database).
+    DATABASES["listen"] = {
+        **database_from_url(os.environ["LISTEN_DATABASE_URL"]),
+        "TEST": {"MIRROR": "default"},
+    }
+    RETRYTASKS_LISTEN_DATABASE = "listen"
+
 # Imported at start-up besides each app's tasks.py: a job row never makes a module import.
 RETRYTASKS_TASK_MODULES = ["testproject.demo.djangotasks_lazy"]
 

@@ -17,6 +17,15 @@ from django_retrytasks.worker.completer import InlineCompleter
 from django_retrytasks.worker.processing import Processor
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The tests run through a transaction pooler (``make test-pgbouncer``).
+BEHIND_A_POOLER = os.environ.get("DATABASE_POOLED") == "1"
+
+
+def pytest_ignore_collect(collection_path: Path, config: Any) -> bool | None:
+    # The PgBouncer tests need a PgBouncer: ``make test-pgbouncer`` starts one (CI does).
+    if collection_path.name == "test_pgbouncer.py" and not BEHIND_A_POOLER:
+        return True
+    return None
 
 
 class Clock:

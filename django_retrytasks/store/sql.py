@@ -52,10 +52,10 @@ def fetch_all(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[An
 def execute(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Execute a hot-path statement and return its rows; errors come out as Django's.
 
-    On PostgreSQL with server-side binding, and prepared at once when the project turned
-    psycopg's prepared statements on (``OPTIONS["prepare_threshold"]``; Django turns them
-    off by default, for connection poolers, and then nothing is prepared: the claim keeps
-    its plans in a function instead, see migrations 0006 and 0007).
+    On PostgreSQL with server-side binding (one unnamed statement: safe behind a
+    transaction pooler), never prepared unless the project turned psycopg's prepared
+    statements on (``OPTIONS["prepare_threshold"]``; Django turns them off by default, for
+    connection poolers). The claim keeps its plans in a function instead (migration 0006).
     """
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
@@ -65,7 +65,7 @@ def execute(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any,
 
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
 
 

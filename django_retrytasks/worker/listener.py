@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connections
 
+from django_retrytasks import conf
 from django_retrytasks.notify import CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,15 @@ class Listener:
         queues: Sequence[str] | None,
         wake: Callable[[], None],
         notified: Callable[[Any], None] | None = None,
+        trust_connection: bool = False,
     ) -> None:
         self.using = using
+        #: The connection was named for LISTEN (``RETRYTASKS_LISTEN_DATABASE``): it is used
+        #: even where it looks pooled.
+        self.trust_connection = trust_connection
+        #: Set when the connection turned out to go through a pooler: nothing is listened to.
+        self.pooled = threading.Event()
+        self._listened = False
         self.queues = frozenset(queues) if queues else None
         self.wake = wake
         self.notified = notified or (lambda connection: wake())
@@ -59,10 +67,22 @@ class Listener:
         wake: Callable[[], None],
         notified: Callable[[Any], None] | None = None,
     ) -> Listener | None:
-        """Start listening if the database can (PostgreSQL); else return ``None``."""
-        if connections[using].vendor != "postgresql":
+        """Start listening if the database can (PostgreSQL); else return ``None``.
+
+        Through ``RETRYTASKS_LISTEN_DATABASE`` when set, else through ``using``'s own kind of
+        connection, unless that turns out to go through a pooler (see :func:`pooled`).
+        """
+        listen_alias = conf.listen_database()
+        alias = listen_alias or using
+        if connections[alias].vendor != "postgresql":
             return None
-        listener = cls(using=using, queues=queues, wake=wake, notified=notified)
+        listener = cls(
+            using=alias,
+            queues=queues,
+            wake=wake,
+            notified=notified,
+            trust_connection=listen_alias is not None,
+        )
         listener._thread.start()
         return listener
 
@@ -78,7 +98,17 @@ class Listener:
                 wrapper.connect()
                 wrapper.set_autocommit(True)
                 raw = wrapper.connection
+                if not self.trust_connection and pooled(raw):
+                    self._give_up_behind_a_pooler()
+                    return
                 raw.execute(f"LISTEN {CHANNEL}")
+                if failures or not self._listened:
+                    logger.info(
+                        "Listening for new jobs (database %r)",
+                        self.using,
+                        extra={"action": "listen_start"},
+                    )
+                self._listened = True
                 self.listening.set()
                 failures = 0
                 # Jobs may have come while we were not listening: look once.
@@ -110,6 +140,28 @@ class Listener:
                     wrapper.close()
                 except Exception:
                     logger.debug("Closing the listening connection failed", exc_info=True)
+
+
+    def _give_up_behind_a_pooler(self) -> None:
+        self.pooled.set()
+        logger.warning(
+            "Not listening for new jobs: the database connection goes through a connection "
+            "pooler, where LISTEN cannot work; polling instead. For instant pickup, set "
+            "RETRYTASKS_LISTEN_DATABASE to the alias of a connection straight to PostgreSQL",
+            extra={"action": "listen_pooled"},
+        )
+
+
+def pooled(raw: Any) -> bool:
+    """Whether the psycopg connection ``raw`` goes through a pooler such as PgBouncer.
+
+    A pooler answers the connection's start with a process id of its own making (the key
+    for cancelling queries through it), so it differs from the server process that runs
+    the queries; in transaction pooling, two transactions may also run in two processes.
+    """
+    first = raw.execute("SELECT pg_backend_pid()").fetchone()[0]
+    second = raw.execute("SELECT pg_backend_pid()").fetchone()[0]
+    return bool(raw.info.backend_pid != first or first != second)
 
 
 #: How often an idle worker on SQLite looks whether another process committed something.
