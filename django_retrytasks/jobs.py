@@ -86,6 +86,8 @@ class JobSpec:
     delay_seconds: float | None
     #: The ``django.tasks`` backend alias for jobs enqueued through it, else empty.
     backend: str = ""
+    #: ``task_kwargs`` as compact JSON text, when the caller has it already.
+    task_kwargs_json: str = ""
 
 
 class JobLike(Protocol):

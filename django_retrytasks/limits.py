@@ -295,6 +295,13 @@ def utf8_size(text: str) -> int:
 def check_arguments(arguments: Mapping[str, Any], *, max_size: int) -> dict[str, Any]:
     """:func:`check_json`, and refuse arguments over ``max_size`` bytes as compact UTF-8 JSON
     (:class:`ArgumentsTooLarge`, both a ``TypeError`` and a ``ValueError``)."""
+    return checked_arguments(arguments, max_size=max_size)[0]
+
+
+def checked_arguments(
+    arguments: Mapping[str, Any], *, max_size: int
+) -> tuple[dict[str, Any], str]:
+    """Like :func:`check_arguments`, with the arguments' compact JSON text (what is stored)."""
     text = _checked_text(arguments)
     # Four bytes a character at most: a short text need not be encoded to be measured.
     if len(text) * 4 > max_size and (size := utf8_size(text)) > max_size:
@@ -304,7 +311,7 @@ def check_arguments(arguments: Mapping[str, Any], *, max_size: int) -> dict[str,
             "pass its key, or raise the setting"
         )
     result: dict[str, Any] = json.loads(text)
-    return result
+    return result, text
 
 
 # --- the task function's signature -----------------------------------------------------------

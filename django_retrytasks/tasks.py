@@ -83,11 +83,12 @@ class Deferrer:
     def spec(self, kwargs: Mapping[str, Any], *, max_size: int) -> JobSpec:
         """The job to store, once ``kwargs`` are known to suit the task and both databases."""
         assert self.queue is not None
-        arguments = limits.check_arguments(kwargs, max_size=max_size)
+        arguments, text = limits.checked_arguments(kwargs, max_size=max_size)
         self.task.check_call(arguments)
         return JobSpec(
             task_name=self.task.name,
             task_kwargs=arguments,
+            task_kwargs_json=text,
             queue=self.queue,
             priority=self.priority,
             lock=self.lock,

@@ -196,10 +196,10 @@ class RetryTasksBackend(BaseTaskBackend):
             delay_seconds=None,
             backend=self.alias,
         )
-        [row] = store.defer_job_rows([spec])
+        [row] = store.store_jobs([spec])
         task_result: TaskResult[Any, Any] = TaskResult(
             task=task,
-            id=str(row.pk),
+            id=str(row.id),
             status=TaskResultStatus.READY,
             enqueued_at=row.created_at,
             started_at=None,

@@ -20,7 +20,7 @@ from django_retrytasks.store.claiming import (
     return_unstarted,
 )
 from django_retrytasks.store.completing import abort_requested, aborts_requested, complete
-from django_retrytasks.store.deferring import defer_job_rows, defer_jobs
+from django_retrytasks.store.deferring import defer_jobs, store_jobs
 from django_retrytasks.store.sql import DEFAULT_DB, write_transaction
 from django_retrytasks.store.wake import add_wake_callback, remove_wake_callback
 from django_retrytasks.store.workers import (
@@ -39,7 +39,6 @@ __all__ = [
     "add_wake_callback",
     "claim_jobs",
     "complete",
-    "defer_job_rows",
     "defer_jobs",
     "forget_dead_workers",
     "heartbeat",
@@ -49,6 +48,7 @@ __all__ = [
     "release_unstarted",
     "remove_wake_callback",
     "return_unstarted",
+    "store_jobs",
     "take_lost_run",
     "unregister_worker",
     "write_transaction",

@@ -81,13 +81,17 @@ def claim_jobs(
     return claims
 
 
-def _claim_of(values: tuple[Any, ...], now: datetime, worker_id: int | None, connection: Any) -> Claim:
+def _claim_of(
+    values: tuple[Any, ...], now: datetime, worker_id: int | None, connection: Any
+) -> Claim:
     row = dict(zip(CLAIM_COLUMNS, values, strict=True))
     kwargs = Job._meta.get_field("task_kwargs").from_db_value(row["task_kwargs"], None, connection)
     undecodable = ""
     if isinstance(kwargs, UndecodableJSON) or not isinstance(kwargs, dict):
-        undecodable = str(kwargs) if isinstance(kwargs, UndecodableJSON) else (
-            f"the stored arguments are a JSON {type(kwargs).__name__}, not an object"
+        undecodable = (
+            str(kwargs)
+            if isinstance(kwargs, UndecodableJSON)
+            else (f"the stored arguments are a JSON {type(kwargs).__name__}, not an object")
         )
         kwargs = {}
     scheduled_field = Job._meta.get_field("scheduled_at")

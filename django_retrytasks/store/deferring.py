@@ -1,9 +1,18 @@
-"""Storing new jobs: one, or many in one round trip, joining the caller's transaction."""
+"""Storing new jobs: one, or many in one round trip, joining the caller's transaction.
+
+``defer()`` runs in the caller's request and ``batch_defer()`` takes thousands of jobs at
+once, so neither builds model instances: a job's values go straight into one INSERT (one
+array per column on PostgreSQL, rows of placeholders on SQLite), the columns a new job
+never sets written as their defaults.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -12,10 +21,20 @@ from django.utils import timezone
 from django_retrytasks import durations, jobs, signals
 from django_retrytasks.exceptions import AlreadyEnqueued
 from django_retrytasks.models import Job
-from django_retrytasks.store.sql import DEFAULT_DB, execute
+from django_retrytasks.store import postgres, sqlite
+from django_retrytasks.store.rows import NEW_JOB_COLUMNS, NewJobRow
+from django_retrytasks.store.sql import DEFAULT_DB
 from django_retrytasks.store.wake import wake_after_commit
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A job just stored: its id and when it was deferred."""
+
+    id: int
+    created_at: datetime
 
 
 def defer_jobs(
@@ -26,46 +45,25 @@ def defer_jobs(
     Raises :class:`AlreadyEnqueued` when a queueing lock is taken; then nothing is stored
     and a surrounding transaction stays usable. ``sender`` is the ``job_deferred`` signal's.
     """
-    return [row.pk for row in defer_job_rows(specs, sender=sender, using=using)]
+    return [stored.id for stored in store_jobs(specs, sender=sender, using=using)]
 
 
-def defer_job_rows(
+def store_jobs(
     specs: Sequence[jobs.JobSpec], *, sender: Any = None, using: str = DEFAULT_DB
-) -> list[Job]:
-    """Like :func:`defer_jobs`, but return the stored rows (with ``created_at``)."""
+) -> list[Stored]:
+    """Like :func:`defer_jobs`, but return each job's id with its ``created_at``."""
     if not specs:
         return []
     now = timezone.now()
-    rows = []
-    for spec in specs:
-        if spec.scheduled_at is not None:
-            scheduled_at = spec.scheduled_at
-        elif spec.delay_seconds is not None:
-            scheduled_at, _ = durations.add_delay(now, max(spec.delay_seconds, 0.0))
-        else:
-            scheduled_at = now
-        rows.append(
-            Job(
-                task_name=spec.task_name,
-                task_kwargs=spec.task_kwargs,
-                queue=spec.queue,
-                priority=spec.priority,
-                lock=spec.lock,
-                queueing_lock=spec.queueing_lock,
-                scheduled_at=scheduled_at,
-                scheduled_later=scheduled_at > now,
-                created_at=now,
-                backend=spec.backend,
-            )
-        )
+    rows = [_new_row(spec, now) for spec in specs]
     # A savepoint keeps the caller's transaction usable when a queueing lock is taken.
     needs_savepoint = len(rows) > 1 or any(spec.queueing_lock for spec in specs)
     try:
         if needs_savepoint:
             with transaction.atomic(using=using):
-                created = _insert(rows, using)
+                ids = _insert(rows, using)
         else:
-            created = _insert(rows, using)
+            ids = _insert(rows, using)
     except IntegrityError as error:
         if _queueing_lock_conflict(error):
             taken = sorted({spec.queueing_lock for spec in specs if spec.queueing_lock})
@@ -74,21 +72,59 @@ def defer_job_rows(
                 "nothing was stored"
             ) from error
         raise
-    if any(row.scheduled_at is None or row.scheduled_at <= now for row in created):
+    if any(not row.scheduled_later for row in rows):
         wake_after_commit(using)
     # Deferring is a hot path (batches of thousands): no per-job work nobody asked for.
-    if logger.isEnabledFor(logging.DEBUG):
-        for row in created:
-            logger.debug(
-                "Job %s deferred: %s",
-                row.pk,
-                row.task_name,
-                extra=jobs.log_fields(row, action="job_deferred"),
-            )
-    if signals.job_deferred.receivers:
-        records = [row.as_record() for row in created]
-        transaction.on_commit(lambda: _send_deferred(records, sender), using=using)
-    return created
+    if logger.isEnabledFor(logging.DEBUG) or signals.job_deferred.receivers:
+        _announce(
+            [
+                _record(spec, row, job_id)
+                for spec, row, job_id in zip(specs, rows, ids, strict=True)
+            ],
+            sender,
+            using,
+        )
+    return [Stored(job_id, now) for job_id in ids]
+
+
+def _new_row(spec: jobs.JobSpec, now: datetime) -> NewJobRow:
+    if spec.scheduled_at is not None:
+        scheduled_at = spec.scheduled_at
+    elif spec.delay_seconds is not None:
+        scheduled_at, _ = durations.add_delay(now, max(spec.delay_seconds, 0.0))
+    else:
+        scheduled_at = now
+    return NewJobRow(
+        task_name=spec.task_name,
+        task_kwargs=spec.task_kwargs_json
+        or json.dumps(spec.task_kwargs, ensure_ascii=False, separators=(",", ":")),
+        queue=spec.queue,
+        priority=spec.priority,
+        lock=spec.lock,
+        queueing_lock=spec.queueing_lock,
+        scheduled_at=scheduled_at,
+        scheduled_later=scheduled_at > now,
+        created_at=now,
+        backend=spec.backend,
+    )
+
+
+def _insert(rows: list[NewJobRow], using: str) -> list[int]:
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        return postgres.insert_jobs(connection, rows)
+    if connection.vendor == "sqlite":
+        return sqlite.insert_jobs(connection, rows)
+    return _insert_models(rows, using)
+
+
+def _insert_models(rows: list[NewJobRow], using: str) -> list[int]:
+    """Through the ORM, for the databases without a statement of their own here."""
+    models = [Job(**row._asdict() | {"task_kwargs": json.loads(row.task_kwargs)}) for row in rows]
+    if len(models) == 1:
+        models[0].save(using=using, force_insert=True)
+        return [models[0].pk]
+    return [model.pk for model in Job.objects.using(using).bulk_create(models)]
 
 
 def _queueing_lock_conflict(error: IntegrityError) -> bool:
@@ -96,50 +132,35 @@ def _queueing_lock_conflict(error: IntegrityError) -> bool:
     return "retrytasks_one_waiting_per_qlock" in text or "queueing_lock" in text
 
 
+def _record(spec: jobs.JobSpec, row: NewJobRow, job_id: int) -> jobs.Job:
+    return jobs.Job(
+        id=job_id,
+        task_name=spec.task_name,
+        task_kwargs=spec.task_kwargs,
+        queue=spec.queue,
+        priority=spec.priority,
+        lock=spec.lock,
+        queueing_lock=spec.queueing_lock,
+        scheduled_at=row.scheduled_at,
+        created_at=row.created_at,
+    )
+
+
+def _announce(records: list[jobs.Job], sender: Any, using: str) -> None:
+    for record in records:
+        logger.debug(
+            "Job %s deferred: %s",
+            record.id,
+            record.task_name,
+            extra=jobs.log_fields(record, action="job_deferred"),
+        )
+    if signals.job_deferred.receivers:
+        transaction.on_commit(lambda: _send_deferred(records, sender), using=using)
+
+
 def _send_deferred(records: list[jobs.Job], sender: Any) -> None:
     for record in records:
         signals.send(signals.job_deferred, sender=sender, job=record)
 
 
-def _insert(rows: list[Job], using: str) -> list[Job]:
-    if len(rows) == 1 and connections[using].features.can_return_columns_from_insert:
-        return [_insert_one(rows[0], using)]
-    if len(rows) == 1:
-        rows[0].save(using=using, force_insert=True)
-        return rows
-    return Job.objects.using(using).bulk_create(rows)
-
-
-def _insert_one(row: Job, using: str) -> Job:
-    """Store one job with one prepared statement.
-
-    ``defer`` runs in the caller's request: ``Model.save`` spent more time in Python than
-    the database spent storing the row. Like ``bulk_create``, this sends no model signals.
-    """
-    connection = connections[using]
-    sql, fields = _insert_sql(connection)
-    params = [field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields]
-    ((row.pk,),) = execute(connection, sql, params)
-    row._state.adding = False
-    row._state.db = using
-    return row
-
-
-#: The INSERT of one job, per database vendor: built once, it is on every defer's path.
-_insert_statements: dict[str, tuple[str, tuple[Any, ...]]] = {}
-
-
-def _insert_sql(connection: Any) -> tuple[str, tuple[Any, ...]]:
-    statement = _insert_statements.get(connection.vendor)
-    if statement is None:
-        quote = connection.ops.quote_name
-        fields = tuple(field for field in Job._meta.local_concrete_fields if not field.primary_key)
-        columns = ", ".join(quote(str(field.column)) for field in fields)
-        statement = (
-            f"INSERT INTO {quote(Job._meta.db_table)} ({columns}) "
-            f"VALUES ({', '.join(['%s'] * len(fields))}) "
-            f"RETURNING {quote(str(Job._meta.pk.column))}",
-            fields,
-        )
-        _insert_statements[connection.vendor] = statement
-    return statement
+__all__ = ["NEW_JOB_COLUMNS", "Stored", "defer_jobs", "store_jobs"]

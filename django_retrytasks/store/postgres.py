@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from django_retrytasks.models import Attempt, Job
-from django_retrytasks.store.rows import ATTEMPT_VALUES, JOB_ASSIGNMENTS, OutcomeRow
+from django_retrytasks.store.rows import (
+    ATTEMPT_VALUES,
+    JOB_ASSIGNMENTS,
+    NEW_JOB_COLUMNS,
+    NewJobRow,
+    OutcomeRow,
+    default_literals,
+)
 from django_retrytasks.store.sql import execute
 
 
@@ -28,8 +35,33 @@ def claim_params(
     return [moment, worker_id, for_runners, list(queues) or None, limit]
 
 
-#: The SQL type of each field of an outcome row, for ``unnest``.
-_ROW_TYPES = {
+#: Up to this many rows go in as a VALUES list, beyond as one array per field (``unnest``):
+#: adapting an array costs the driver a fixed overhead per field, a VALUES list costs one
+#: statement text per number of rows (which the driver caches only while short).
+VALUES_ROWS = 8
+
+
+def rows_source(types: dict[str, str], count: int) -> str:
+    """SQL for ``count`` rows of fields ``types`` (name -> SQL type), as a table ``f``.
+
+    Its parameters come from :func:`rows_params`, in the same order.
+    """
+    names = ", ".join(types)
+    if count <= VALUES_ROWS:
+        row = "(" + ", ".join(f"CAST(%s AS {kind})" for kind in types.values()) + ")"
+        return f"(VALUES {', '.join([row] * count)}) AS f({names})"
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types.values())
+    return f"unnest({arrays}) AS f({names})"
+
+
+def rows_params(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    if len(rows) <= VALUES_ROWS:
+        return [value for row in rows for value in row]
+    return [list(values) for values in zip(*rows, strict=True)]
+
+
+#: The SQL type of each field of an outcome row.
+_OUTCOME_TYPES = {
     "id": "bigint",
     "fence": "timestamptz",
     "status": "text",
@@ -55,10 +87,9 @@ _ROW_TYPES = {
 }
 
 
-@functools.cache
-def _complete_sql() -> str:
+@functools.lru_cache(maxsize=VALUES_ROWS + 1)
+def _complete_sql(count: int) -> str:
     job, attempt = Job._meta.db_table, Attempt._meta.db_table
-    arrays = ", ".join(f"%s::{_ROW_TYPES[name]}[]" for name in OutcomeRow._fields)
     assignments = ", ".join(
         f"{column} = {expression.format(return_value='f.return_value::jsonb')}"
         for column, expression in JOB_ASSIGNMENTS
@@ -66,7 +97,7 @@ def _complete_sql() -> str:
     columns = ", ".join(column for column, _ in ATTEMPT_VALUES)
     values = ", ".join(expression.format(attempt=attempt) for _, expression in ATTEMPT_VALUES)
     return f"""
-        WITH f AS (SELECT * FROM unnest({arrays}) AS f({", ".join(OutcomeRow._fields)})),
+        WITH f AS (SELECT * FROM {rows_source(_OUTCOME_TYPES, count)}),
         done AS (
             UPDATE {job} AS j SET {assignments}
             FROM f WHERE j.id = f.id AND j.status = 'doing' AND j.started_at = f.fence
@@ -78,10 +109,41 @@ def _complete_sql() -> str:
 
 
 def complete_many(connection: Any, rows: Sequence[OutcomeRow]) -> set[int]:
-    """Store the outcomes of ``rows`` in one statement; return the ids of the jobs stored.
+    """Store the outcomes of ``rows`` in one statement; return the ids of the jobs stored."""
+    sql = _complete_sql(min(len(rows), VALUES_ROWS + 1))
+    return {job_id for (job_id,) in execute(connection, sql, rows_params(rows))}
 
-    The rows go in as one array per field (``unnest``), so the statement's text is the
-    same whatever their number: one parse, one round trip.
+
+_NEW_JOB_TYPES = {
+    "task_name": "text",
+    "task_kwargs": "jsonb",
+    "queue": "text",
+    "priority": "integer",
+    "lock": "text",
+    "queueing_lock": "text",
+    "scheduled_at": "timestamptz",
+    "scheduled_later": "boolean",
+    "created_at": "timestamptz",
+    "backend": "text",
+}
+
+
+@functools.lru_cache(maxsize=VALUES_ROWS + 1)
+def _insert_jobs_sql(count: int) -> str:
+    defaults = default_literals(Job, besides=NEW_JOB_COLUMNS)
+    columns = ", ".join([*NEW_JOB_COLUMNS, *(column for column, _ in defaults)])
+    selected = ", ".join([*(f"f.{name}" for name in NEW_JOB_COLUMNS), *(v for _, v in defaults)])
+    return (
+        f"INSERT INTO {Job._meta.db_table} ({columns}) "
+        f"SELECT {selected} FROM {rows_source(_NEW_JOB_TYPES, count)} RETURNING id"
+    )
+
+
+def insert_jobs(connection: Any, rows: Sequence[NewJobRow]) -> list[int]:
+    """Store new jobs with one statement whatever their number; their ids in ``rows``' order.
+
+    The ids come from one sequence in the order the rows are inserted, so sorting them
+    gives ``rows``' order.
     """
-    columns = [list(values) for values in zip(*rows, strict=True)]
-    return {job_id for (job_id,) in execute(connection, _complete_sql(), columns)}
+    sql = _insert_jobs_sql(min(len(rows), VALUES_ROWS + 1))
+    return sorted(job_id for (job_id,) in execute(connection, sql, rows_params(rows)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 
@@ -48,7 +50,10 @@ JOB_ASSIGNMENTS = (
     ("snoozes", "j.snoozes + f.snoozes_added"),
     ("held", "COALESCE(f.held, j.held)"),
     ("consecutive_losses", "COALESCE(f.consecutive_losses, j.consecutive_losses)"),
-    ("return_value", "CASE WHEN f.status = 'succeeded' THEN {return_value} ELSE j.return_value END"),
+    (
+        "return_value",
+        "CASE WHEN f.status = 'succeeded' THEN {return_value} ELSE j.return_value END",
+    ),
 )
 
 #: The attempt's columns: (column, expression over the row ``f``); ``{attempt}`` is its table.
@@ -65,3 +70,49 @@ ATTEMPT_VALUES = (
     ("retry_at", "f.retry_at"),
     ("decision", "f.decision"),
 )
+
+
+class NewJobRow(NamedTuple):
+    """A job to store: the columns a new job sets (the rest are written as their defaults)."""
+
+    task_name: str
+    #: JSON text.
+    task_kwargs: str
+    queue: str
+    priority: int
+    lock: str | None
+    queueing_lock: str | None
+    scheduled_at: Any
+    scheduled_later: bool
+    created_at: Any
+    backend: str
+
+
+#: The columns :class:`NewJobRow` fills, in order.
+NEW_JOB_COLUMNS = NewJobRow._fields
+
+
+def default_literals(model: Any, *, besides: Sequence[str]) -> list[tuple[str, str]]:
+    """(column, SQL literal of its default) for every column of ``model`` not in ``besides``.
+
+    So a column added to the model is written with its default by the store's own INSERTs.
+    """
+    columns = []
+    for field in model._meta.local_concrete_fields:
+        if field.primary_key or field.column in besides or field.name in besides:
+            continue
+        default = field.get_default()
+        if default is None:
+            literal = "NULL"
+        elif isinstance(default, bool):
+            literal = "TRUE" if default else "FALSE"
+        elif isinstance(default, int | float):
+            literal = str(default)
+        elif isinstance(default, str):
+            literal = "'" + default.replace("'", "''") + "'"
+        elif isinstance(default, dict | list):
+            literal = "'" + json.dumps(default).replace("'", "''") + "'"
+        else:
+            raise TypeError(f"no SQL literal for the default of {model.__name__}.{field.name}")
+        columns.append((str(field.column), literal))
+    return columns

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from django_retrytasks.models import Attempt, Job
-from django_retrytasks.store.rows import ATTEMPT_VALUES, JOB_ASSIGNMENTS, OutcomeRow
+from django_retrytasks.store.rows import (
+    ATTEMPT_VALUES,
+    JOB_ASSIGNMENTS,
+    NEW_JOB_COLUMNS,
+    NewJobRow,
+    OutcomeRow,
+    default_literals,
+)
 from django_retrytasks.store.sql import fetch_all
 
 
@@ -126,3 +133,39 @@ def complete_many(connection: Any, rows: Sequence[OutcomeRow]) -> set[int]:
                 cursor.execute(insert, row)
                 stored.add(row.id)
     return stored
+
+
+#: Rows per INSERT: SQLite takes up to 32,766 parameters in a statement.
+_INSERT_ROWS = 2000
+
+
+@functools.cache
+def _insert_jobs_sql(count: int) -> str:
+    defaults = default_literals(Job, besides=NEW_JOB_COLUMNS)
+    columns = ", ".join([*NEW_JOB_COLUMNS, *(column for column, _ in defaults)])
+    one = (
+        "(" + ", ".join(["%s"] * len(NEW_JOB_COLUMNS) + [literal for _, literal in defaults]) + ")"
+    )
+    return f"INSERT INTO {Job._meta.db_table} ({columns}) VALUES {', '.join([one] * count)} RETURNING id"
+
+
+def insert_jobs(connection: Any, rows: Sequence[NewJobRow]) -> list[int]:
+    """Store new jobs, up to 2,000 a statement; their ids in ``rows``' order."""
+    moment = connection.ops.adapt_datetimefield_value
+    ids: list[int] = []
+    for start in range(0, len(rows), _INSERT_ROWS):
+        chunk = rows[start : start + _INSERT_ROWS]
+        params = [
+            value
+            for row in chunk
+            for value in row._replace(
+                scheduled_at=moment(row.scheduled_at), created_at=moment(row.created_at)
+            )
+        ]
+        # Rowids are handed out in the order of the VALUES: sorted, they are the rows' order.
+        ids.extend(
+            sorted(
+                job_id for (job_id,) in fetch_all(connection, _insert_jobs_sql(len(chunk)), params)
+            )
+        )
+    return ids
