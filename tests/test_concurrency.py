@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.test import override_settings
 
 from django_retrytasks import AlreadyEnqueued, store
 from django_retrytasks.models import Attempt, Job, JobStatus
@@ -66,7 +67,7 @@ def read_runs(log_dir: Path) -> list[tuple[int, int, str, int, int, int]]:
 @pytest.mark.django_db(transaction=True)
 def test_several_worker_processes_drain_thousands_of_jobs_exactly_once(tmp_path: Path) -> None:
     # SQLite flushes a journal to disk at every commit: fewer jobs keep the test short.
-    processes, jobs = (4, 2000) if connection.vendor == "postgresql" else (2, 1000)
+    processes, jobs = (2, 1000) if connection.vendor == "sqlite" else (4, 2000)
     unlocked = jobs - LOCK_GROUPS * JOBS_PER_LOCK_GROUP
     logged_run.batch_defer(
         *({"log_dir": str(tmp_path), "fail_once": index % 10 == 3} for index in range(unlocked))
@@ -436,12 +437,20 @@ def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_idle_sqlite_worker_sees_commits_of_other_processes() -> None:
+def test_an_idle_worker_without_notify_sees_jobs_of_other_processes() -> None:
     watcher = listener_module.CommitWatcher.for_database("default")
-    if connection.vendor != "sqlite":
+    if connection.vendor == "postgresql":
         assert watcher is None  # PostgreSQL has LISTEN/NOTIFY
         return
     assert watcher is not None
+    assert watcher.step == (
+        listener_module.SQLITE_WATCH_SECONDS
+        if connection.vendor == "sqlite"
+        else listener_module.MYSQL_WATCH_SECONDS
+    )
+    with override_settings(RETRYTASKS_WATCH_INTERVAL=0.05):
+        tuned = listener_module.CommitWatcher.for_database("default")
+        assert tuned is not None and tuned.step == 0.05
     woken = threading.Event()
     assert not watcher.wait(woken, 0.05)  # nothing committed: it sleeps its time
 
