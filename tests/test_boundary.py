@@ -204,6 +204,18 @@ def test_stored_arguments_that_do_not_fit_the_function_fail_without_retries(
     )
 
 
+def test_arguments_and_return_values_nested_40_deep_are_stored_on_every_database(
+    db: None, clock: Clock
+) -> None:
+    # MariaDB's own JSON parser stops at 32 levels: its JSON columns are plain text, so
+    # it stores whatever the other databases store.
+    deep = boundary_tasks.nested(40)
+    job_id = boundary_tasks.echo.defer(value=deep)
+    assert job(job_id).task_kwargs == {"value": deep}
+    assert run_due_jobs(now=clock()) == 1
+    assert (job(job_id).status, job(job_id).return_value) == ("succeeded", deep)
+
+
 def store_undecodable_arguments(job_id: int) -> None:
     """Store arguments nested deeper than Python reads back (and than SQLite's JSON takes)."""
     depth = 10_000 if connection.vendor == "postgresql" else 1_990

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 
 from django_retrytasks import AlreadyEnqueued, store
@@ -235,6 +235,39 @@ def test_a_retry_decision_moves_the_job_to_another_lock_queue_and_priority(
     run_claim(claims[0], clock=clock)
     claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [new_lock]
+
+
+#: Names that differ only in case, a trailing space or an accent: MariaDB's and MySQL's
+#: default collations would take them for one name.
+LOOKALIKE_NAMES = ["sync", "SYNC", "sync ", "sýnc"]
+
+
+def test_locks_queueing_locks_and_queues_compare_exactly(db: None, clock: Clock) -> None:
+    locked = [noop.configure(lock=name).defer() for name in LOOKALIKE_NAMES]
+    claimed = store.claim_jobs(now=clock(), limit=10)
+    assert sorted(claim.record.id for claim in claimed) == locked  # four locks, one job each
+    for name in LOOKALIKE_NAMES:
+        noop.configure(queueing_lock=name).defer()  # four queueing locks: none refuses another
+    with pytest.raises(AlreadyEnqueued):
+        noop.configure(queueing_lock="SYNC").defer()
+    queued = {name: noop.configure(queue=name).defer() for name in LOOKALIKE_NAMES}
+    [claim] = store.claim_jobs(now=clock(), limit=10, queues=["SYNC"])
+    assert claim.record.id == queued["SYNC"]
+
+
+def test_the_database_itself_enforces_the_lock_and_queueing_lock_rules(db: None) -> None:
+    first, second = noop.configure(lock="L").batch_defer({}, {})
+    Job.objects.filter(pk=first).update(status=JobStatus.DOING)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.filter(pk=second).update(status=JobStatus.DOING)
+    Job.objects.filter(pk=first).update(status=JobStatus.SUCCEEDED)
+    Job.objects.filter(pk=second).update(status=JobStatus.DOING)  # the lock is free now
+
+    waiting = Job.objects.create(task_name="noop", queueing_lock="Q")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(task_name="noop", queueing_lock="Q")
+    Job.objects.filter(pk=waiting.pk).update(status=JobStatus.DOING)
+    Job.objects.create(task_name="noop", queueing_lock="Q")  # one waiting job per value
 
 
 # --- queueing locks ----------------------------------------------------------------------------

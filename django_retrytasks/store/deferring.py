@@ -102,10 +102,14 @@ def _send_deferred(records: list[jobs.Job], sender: Any) -> None:
 
 
 def _insert(rows: list[Job], using: str) -> list[Job]:
-    if len(rows) == 1 and connections[using].features.can_return_columns_from_insert:
+    features = connections[using].features
+    if len(rows) == 1 and features.can_return_columns_from_insert:
         return [_insert_one(rows[0], using)]
-    if len(rows) == 1:
-        rows[0].save(using=using, force_insert=True)
+    if len(rows) == 1 or not features.can_return_rows_from_bulk_insert:
+        # MySQL (not MariaDB) gives no ids back from a multi-row INSERT: a row at a time,
+        # still all or nothing in the caller's savepoint.
+        for row in rows:
+            row.save(using=using, force_insert=True)
         return rows
     return Job.objects.using(using).bulk_create(rows)
 

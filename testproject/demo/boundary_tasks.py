@@ -63,6 +63,11 @@ def returns_deep(depth: int) -> Any:
     return nested(depth)
 
 
+@app.task(name="boundary.echo")
+def echo(value: Any) -> Any:
+    return value
+
+
 @app.task(name="boundary.returns_a_datetime", retry=3)
 def returns_a_datetime() -> datetime.datetime:
     ran.append("returns_a_datetime")
