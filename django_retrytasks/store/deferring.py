@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_retrytasks import durations, jobs, signals
 from django_retrytasks.exceptions import AlreadyEnqueued
 from django_retrytasks.models import Job
+from django_retrytasks.store import mysql
 from django_retrytasks.store.sql import DEFAULT_DB, execute
 from django_retrytasks.store.wake import wake_after_commit
 
@@ -102,7 +103,11 @@ def _send_deferred(records: list[jobs.Job], sender: Any) -> None:
 
 
 def _insert(rows: list[Job], using: str) -> list[Job]:
-    features = connections[using].features
+    connection = connections[using]
+    features = connection.features
+    # A statement over MySQL's max_allowed_packet breaks the connection: refuse such a job,
+    # and split a batch that would make one.
+    batch_size = mysql.rows_per_insert(connection, rows) if connection.vendor == "mysql" else None
     if len(rows) == 1 and features.can_return_columns_from_insert:
         return [_insert_one(rows[0], using)]
     if len(rows) == 1 or not features.can_return_rows_from_bulk_insert:
@@ -111,7 +116,7 @@ def _insert(rows: list[Job], using: str) -> list[Job]:
         for row in rows:
             row.save(using=using, force_insert=True)
         return rows
-    return Job.objects.using(using).bulk_create(rows)
+    return Job.objects.using(using).bulk_create(rows, batch_size=batch_size)
 
 
 def _insert_one(row: Job, using: str) -> Job:

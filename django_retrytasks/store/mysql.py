@@ -12,6 +12,7 @@ index does elsewhere.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -147,6 +148,47 @@ def in_transaction[T](connection: Any, work: Callable[[], T]) -> T:
             if connection.in_atomic_block:
                 raise  # the caller's transaction was rolled back with ours: its call
     raise AssertionError("unreachable")
+
+
+#: Bytes of an INSERT besides a job's arguments: the SQL, the other columns (names of at
+#: most 255 characters, four bytes each), the row's punctuation.
+INSERT_OVERHEAD = 8 * 1024
+
+
+def max_packet(connection: Any) -> int:
+    """The server's ``max_allowed_packet``, read once per connection."""
+    connection.ensure_connection()
+    known = getattr(connection, "_retrytasks_max_packet", None)
+    if known is not None and known[0] is connection.connection:
+        return int(known[1])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@max_allowed_packet")
+        (size,) = cursor.fetchone()
+    connection._retrytasks_max_packet = (connection.connection, size)
+    return int(size)
+
+
+def rows_per_insert(connection: Any, rows: Sequence[Job]) -> int:
+    """How many of ``rows`` one INSERT may carry within ``max_allowed_packet``.
+
+    Raises ``ValueError`` for a job that no statement can carry: sent, it would make the
+    server refuse the statement and drop the connection.
+    """
+    limit = max_packet(connection)
+    largest = 0
+    for index, row in enumerate(rows):
+        text = json.dumps(row.task_kwargs)
+        # Sent as a quoted SQL string: quotes and backslashes are escaped, one byte each.
+        size = len(text) + text.count('"') + text.count("\\") + text.count("'")
+        if size + INSERT_OVERHEAD > limit:
+            which = f"job {index + 1} of the batch" if len(rows) > 1 else "the job"
+            raise ValueError(
+                f"the arguments of {which} take {size:,} bytes in SQL, more than this "
+                f"MySQL server takes in one statement (max_allowed_packet = {limit:,} bytes); "
+                "store large data elsewhere and pass a reference; nothing was stored"
+            )
+        largest = max(largest, size)
+    return max(1, limit // (largest + INSERT_OVERHEAD))
 
 
 def is_outage(error: OperationalError) -> bool:

@@ -89,6 +89,11 @@ def raises_huge_message(megabytes: int) -> None:
     raise ValueError("x" * (megabytes * 1024 * 1024))
 
 
+@app.task(name="boundary.returns_megabytes")
+def returns_megabytes(megabytes: int) -> str:
+    return "x" * (megabytes * 1024 * 1024)
+
+
 class OversizedPriority(BaseRetryStrategy):
     """A strategy whose decision no column can hold."""
 
