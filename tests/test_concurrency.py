@@ -542,3 +542,38 @@ def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> No
             assert cursor.fetchone()[0] == 1  # NORMAL
     finally:
         wrapper.close()
+
+
+def test_the_mariadb_docs_settings_are_accepted(db: None) -> None:
+    from django.db.backends.mysql.base import DatabaseWrapper
+
+    text = (ROOT / "docs" / "mariadb.md").read_text()
+    [settings_block] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(settings_block, "docs/mariadb.md", "exec"), namespace)
+    settings = {
+        **namespace["DATABASES"]["default"],
+        "TIME_ZONE": None,
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": False,
+        "AUTOCOMMIT": True,
+        "ATOMIC_REQUESTS": False,
+    }
+    if connection.vendor == "mysql":  # the suite's own server and database, else as written
+        for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
+            settings[key] = connection.settings_dict[key]
+    wrapper = DatabaseWrapper(settings)
+    assert wrapper.get_connection_params()["charset"] == "utf8mb4"
+    if connection.vendor != "mysql":
+        return
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute(
+                "SHOW SESSION VARIABLES WHERE Variable_name IN "
+                "('character_set_connection', 'tx_isolation', 'transaction_isolation')"
+            )
+            values = dict(cursor.fetchall())
+            assert values.pop("character_set_connection") == "utf8mb4"
+            assert set(values.values()) == {"READ-COMMITTED"}  # Django's default
+    finally:
+        wrapper.close()

@@ -313,10 +313,14 @@ def test_a_run_that_ends_during_the_drain_is_stored_at_once_and_a_second_signal_
     workers: StartWorker, tmp_path: Path
 ) -> None:
     short_flag, long_flag = tmp_path / "short", tmp_path / "long"
-    short = faults_tasks.sleep_until_released.defer(flag=str(short_flag), seconds=60)
-    long = faults_tasks.sleep_until_released.defer(flag=str(long_flag), seconds=60)
+    started = [tmp_path / "short-started", tmp_path / "long-started"]
+    short, long = (
+        faults_tasks.sleep_until_released.defer(flag=str(flag), seconds=60, started=str(marker))
+        for flag, marker in zip((short_flag, long_flag), started, strict=True)
+    )
     worker = workers("draining", "--concurrency", "2", *FAST_HEARTBEAT)
-    wait_for(lambda: {status(short), status(long)} == {"doing"}, what="both runs to start")
+    # Running, not only claimed: a claim no runner took yet goes back at the first signal.
+    wait_for(lambda: all(marker.exists() for marker in started), what="both runs to start")
     worker.signal(signal.SIGTERM)
     wait_for(lambda: "finishing running jobs" in worker.log, what="the first signal handled")
 
@@ -554,7 +558,7 @@ class TcpProxy:
         return urlunsplit(parts._replace(netloc=netloc))
 
 
-if ON_POSTGRES:  # SQLite has no connection to cut; every other fault runs on both databases
+if ON_POSTGRES or ON_MYSQL:  # SQLite has no connection to cut; every other fault runs on all
 
     @subprocess_db
     def test_a_worker_survives_a_database_outage(workers: StartWorker, tmp_path: Path) -> None:
@@ -563,7 +567,7 @@ if ON_POSTGRES:  # SQLite has no connection to cut; every other fault runs on bo
             *({"log": str(runs), "seconds": 0.05} for _ in range(60))
         )
         parts = urlsplit(database_url())
-        proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+        proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or (3306 if ON_MYSQL else 5432)))
         try:
             worker = workers(
                 "through-proxy",
