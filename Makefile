@@ -25,7 +25,7 @@ test-sqlite: venv
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
 test-postgres: venv
-	@if $(PY) -m tests.pg_available "$(PG_URL)"; then \
+	@if $(PY) -m tests.server_available "$(PG_URL)"; then \
 		echo "== tests on PostgreSQL =="; \
 		DATABASE_URL="$(PG_URL)" $(PY) -m pytest $(PYTEST_ARGS); \
 	elif [ "$$REQUIRE_POSTGRES" = "1" ]; then \
@@ -35,7 +35,7 @@ test-postgres: venv
 	fi
 
 test-mariadb: venv
-	@if $(PY) -m tests.mysql_available "$(MYSQL_URL)"; then \
+	@if $(PY) -m tests.server_available "$(MYSQL_URL)"; then \
 		echo "== tests on MariaDB/MySQL =="; \
 		DATABASE_URL="$(MYSQL_URL)" $(PY) -m pytest $(PYTEST_ARGS); \
 	elif [ "$$REQUIRE_MARIADB" = "1" ]; then \

@@ -520,19 +520,24 @@ def test_the_readme_rules_example_runs(db: None, clock: Clock) -> None:
     assert [claim.record.task_kwargs["customer_id"] for claim in claimed] == [1, 2, 5]
 
 
-def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> None:
-    from django.db.backends.sqlite3.base import DatabaseWrapper
-
-    namespace: dict[str, Any] = {"BASE_DIR": tmp_path}
-    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
-    settings = {
-        **namespace["DATABASES"]["default"],
+def wrapper_settings(database: dict[str, Any]) -> dict[str, Any]:
+    """A DATABASES entry as Django completes it, for a ``DatabaseWrapper`` of its own."""
+    return {
+        **database,
         "TIME_ZONE": None,
         "CONN_MAX_AGE": 0,
         "CONN_HEALTH_CHECKS": False,
         "AUTOCOMMIT": True,
         "ATOMIC_REQUESTS": False,
     }
+
+
+def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> None:
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    namespace: dict[str, Any] = {"BASE_DIR": tmp_path}
+    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
+    settings = wrapper_settings(namespace["DATABASES"]["default"])
     wrapper = DatabaseWrapper(settings)
     try:
         wrapper.ensure_connection()
@@ -551,14 +556,7 @@ def test_the_mariadb_docs_settings_are_accepted(db: None) -> None:
     [settings_block] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
     namespace: dict[str, Any] = {}
     exec(compile(settings_block, "docs/mariadb.md", "exec"), namespace)
-    settings = {
-        **namespace["DATABASES"]["default"],
-        "TIME_ZONE": None,
-        "CONN_MAX_AGE": 0,
-        "CONN_HEALTH_CHECKS": False,
-        "AUTOCOMMIT": True,
-        "ATOMIC_REQUESTS": False,
-    }
+    settings = wrapper_settings(namespace["DATABASES"]["default"])
     if connection.vendor == "mysql":  # the suite's own server and database, else as written
         for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
             settings[key] = connection.settings_dict[key]
