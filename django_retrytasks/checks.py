@@ -96,7 +96,9 @@ def check_strategies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
 
 
 def database_problems(
-    vendor: str, sqlite_version: tuple[int, ...] = (), server: tuple[str, tuple[int, ...]] | None = None
+    vendor: str,
+    sqlite_version: tuple[int, ...] = (),
+    server: tuple[str, tuple[int, ...]] | None = None,
 ) -> list[str]:
     """What the database lacks; ``server`` is MySQL's flavour ("MariaDB" or "MySQL") and version."""
     if vendor not in SUPPORTED_VENDORS:

@@ -497,6 +497,14 @@ def test_an_idle_worker_without_notify_sees_jobs_of_other_processes() -> None:
     assert watcher.wait(woken, 30)
     other.join()
     assert Job.objects.count() == 1
+    # A job stored between two waits (while the worker claimed) counts: no sleep first.
+    assert not watcher.wait(woken, 0.05)
+    other = threading.Thread(target=defer_elsewhere)
+    other.start()
+    other.join()
+    started = time.monotonic()
+    assert watcher.wait(woken, 30)
+    assert time.monotonic() - started < 5
 
 
 # --- the README's examples -----------------------------------------------------------------------

@@ -30,8 +30,10 @@ TRANSACTION_TRIES = 5
 #: Server errors that mean it cannot serve anyone now (too many connections, shutting
 #: down, connection killed or timed out, the retryable ones above); with the client's own
 #: errors (2000-2999: cannot connect, server gone away, lost connection) these are outages.
-OUTAGE_SERVER_ERRORS = frozenset({1040, 1053, 1077, 1078, 1079, 1080, 1081, 1152, 1158, 1159,
-                                  1160, 1161, 1927, 4031, *RETRYABLE_ERRORS})
+OUTAGE_SERVER_ERRORS = frozenset(
+    {1040, 1053, 1077, 1078, 1079, 1080, 1081, 1152, 1158, 1159, 1160, 1161, 1927, 4031}
+    | set(RETRYABLE_ERRORS)
+)
 
 
 def quoted(column: str) -> str:
@@ -48,7 +50,8 @@ def claim_sql(queues: tuple[str, ...] | None, columns: tuple[str, ...]) -> str:
     queue_filter = f"AND j.queue IN ({', '.join(['%s'] * len(queues))})" if queues else ""
     # With one queue, its range of the queue index is in claiming order; with none or
     # several, the plain claiming index is, and the queue is a filter on its rows.
-    index = "retrytasks_my_todo_queue_idx" if queues and len(queues) == 1 else "retrytasks_my_todo_idx"
+    one_queue = bool(queues) and len(queues or ()) == 1
+    index = "retrytasks_my_todo_queue_idx" if one_queue else "retrytasks_my_todo_idx"
     # A job whose lock is held by a running job, or by a job deferred before it that is
     # still waiting (even one scheduled for later), must wait its turn. Both subqueries
     # are plain reads of the lock index: only the outer rows are locked.

@@ -211,8 +211,11 @@ class CommitWatcher:
         return changed
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait up to ``seconds`` for ``event`` or for a commit of another connection."""
-        self.changed()  # the version to compare with: commits from now on count
+        """Wait up to ``seconds`` for ``event`` or for a commit of another connection.
+
+        Compared with the value of the previous look, not with one read now: a job stored
+        after the worker's last look (during its claim, say) ends the wait at once.
+        """
         remaining = seconds
         while remaining > 0:
             step = min(remaining, self.step)
