@@ -188,7 +188,8 @@ def rows_per_insert(connection: Any, rows: Sequence[Job]) -> int:
             raise ValueError(
                 f"the arguments of {which} take {size:,} bytes in SQL, more than this "
                 f"MySQL server takes in one statement (max_allowed_packet = {limit:,} bytes); "
-                "store large data elsewhere and pass a reference; nothing was stored"
+                "store large data elsewhere and pass a reference, or keep "
+                "RETRYTASKS_MAX_ARGUMENTS_SIZE below the server's limit; nothing was stored"
             )
         largest = max(largest, size)
     return max(1, limit // (largest + INSERT_OVERHEAD))
