@@ -1,11 +1,14 @@
-# django-retrytasks: `make demo` shows retries on SQLite, `make test` runs the suite on SQLite and PostgreSQL.
+# django-retrytasks: `make demo` shows retries on SQLite, `make test` runs the suite on SQLite,
+# PostgreSQL and MariaDB (or MySQL).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/retrytasks
+# The tests run in the database test_<name> on that server.
+MYSQL_URL ?= mysql://root@127.0.0.1:3306/retrytasks
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test test-sqlite test-postgres demo lint bench clean
+.PHONY: venv test test-sqlite test-postgres test-mariadb demo lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -15,20 +18,30 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[dev]"
 	touch $@
 
-test: test-sqlite test-postgres
+test: test-sqlite test-postgres test-mariadb
 
 test-sqlite: venv
 	@echo "== tests on SQLite =="
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
 test-postgres: venv
-	@if $(PY) -m tests.pg_available "$(PG_URL)"; then \
+	@if $(PY) -m tests.server_available "$(PG_URL)"; then \
 		echo "== tests on PostgreSQL =="; \
 		DATABASE_URL="$(PG_URL)" $(PY) -m pytest $(PYTEST_ARGS); \
 	elif [ "$$REQUIRE_POSTGRES" = "1" ]; then \
 		echo "PostgreSQL at $(PG_URL) does not answer and REQUIRE_POSTGRES=1" >&2; exit 1; \
 	else \
 		echo "NOTICE: PostgreSQL at $(PG_URL) does not answer: PostgreSQL tests skipped"; \
+	fi
+
+test-mariadb: venv
+	@if $(PY) -m tests.server_available "$(MYSQL_URL)"; then \
+		echo "== tests on MariaDB/MySQL =="; \
+		DATABASE_URL="$(MYSQL_URL)" $(PY) -m pytest $(PYTEST_ARGS); \
+	elif [ "$$REQUIRE_MARIADB" = "1" ]; then \
+		echo "MariaDB/MySQL at $(MYSQL_URL) does not answer and REQUIRE_MARIADB=1" >&2; exit 1; \
+	else \
+		echo "NOTICE: MariaDB/MySQL at $(MYSQL_URL) does not answer: MariaDB tests skipped"; \
 	fi
 
 demo: venv

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/mysql"
 #: Every database the bench makes starts with this, so nothing collides with test databases.
 NAME_PREFIX = "rt_bench_"
 
@@ -96,20 +98,81 @@ class PostgresTarget(Target):
             connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-def pick_targets(names: list[str], pg_url: str, *, require_postgres: bool = False) -> list[Target]:
-    """The targets named (``sqlite``, ``postgres``); PostgreSQL is skipped with a notice when
-    its server does not answer, or ``BenchError`` with ``require_postgres``."""
+class MysqlTarget(Target):
+    """A fresh database ``rt_bench_<pid>`` (utf8mb4) on the MariaDB or MySQL server of ``server_url``."""
+
+    def __init__(self, server_url: str) -> None:
+        super().__init__(label="MariaDB")
+        parts = urlsplit(server_url)
+        if parts.scheme not in ("mysql", "mariadb"):
+            raise BenchError(f"--mysql-url must start with mysql://, got {server_url!r}")
+        self.server = parts
+        self.name = f"{NAME_PREFIX}{os.getpid()}"
+
+    def _admin_connection(self) -> Any:
+        import MySQLdb
+
+        return MySQLdb.connect(
+            host=self.server.hostname or "127.0.0.1",
+            port=self.server.port or 3306,
+            user=unquote(self.server.username or "root"),
+            password=unquote(self.server.password or ""),
+            connect_timeout=3,
+            autocommit=True,
+        )
+
+    def reachable(self) -> bool:
+        try:
+            connection = self._admin_connection()
+        except Exception:
+            return False
+        if "mariadb" not in connection.get_server_info().lower():
+            self.label = "MySQL"
+        connection.close()
+        return True
+
+    def _execute(self, sql: str) -> None:
+        connection = self._admin_connection()
+        try:
+            connection.cursor().execute(sql)
+        finally:
+            connection.close()
+
+    def create(self) -> str:
+        self.drop()
+        self._execute(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4")
+        self.url = urlunsplit(self.server._replace(path=f"/{self.name}"))
+        return self.url
+
+    def drop(self) -> None:
+        self._execute(f"DROP DATABASE IF EXISTS `{self.name}`")
+
+
+def pick_targets(
+    names: list[str],
+    pg_url: str,
+    *,
+    require_postgres: bool = False,
+    mysql_url: str = DEFAULT_MYSQL_URL,
+    require_mariadb: bool = False,
+) -> list[Target]:
+    """The targets named (``sqlite``, ``postgres``, ``mariadb``); a server that does not
+    answer is skipped with a notice, or ``BenchError`` when it is required."""
     targets: list[Target] = []
     if "sqlite" in names:
         targets.append(SqliteTarget())
+    servers: list[tuple[str, PostgresTarget | MysqlTarget, str, bool]] = []
     if "postgres" in names:
-        postgres = PostgresTarget(pg_url)
-        if postgres.reachable():
-            targets.append(postgres)
-        elif require_postgres:
-            raise BenchError(f"PostgreSQL at {pg_url} does not answer")
+        servers.append(("PostgreSQL", PostgresTarget(pg_url), pg_url, require_postgres))
+    if "mariadb" in names:
+        servers.append(("MariaDB", MysqlTarget(mysql_url), mysql_url, require_mariadb))
+    for name, server, url, required in servers:
+        if server.reachable():
+            targets.append(server)
+        elif required:
+            raise BenchError(f"{name} at {url} does not answer")
         else:
-            print(f"NOTICE: PostgreSQL at {pg_url} does not answer: skipped", file=sys.stderr)
+            print(f"NOTICE: {name} at {url} does not answer: skipped", file=sys.stderr)
     return targets
 
 

@@ -1,7 +1,7 @@
 """The floor: the claim-and-complete loop written straight against the driver.
 
-psycopg for PostgreSQL, ``sqlite3`` for SQLite, on a bare table in the bench database with
-the same connection settings as Django's. What the queue does on top of this (attempt rows,
+psycopg for PostgreSQL, ``sqlite3`` for SQLite, mysqlclient for MariaDB and MySQL, on a
+bare table in the bench database with the same connection settings as Django's. What the queue does on top of this (attempt rows,
 retry decisions, locks, heartbeats, the ORM) is what our figures pay for; dividing by the
 floor measured in the same round cancels most of the machine's noise.
 """
@@ -42,6 +42,29 @@ class Floor:
             )
             self.skip_locked = "FOR UPDATE SKIP LOCKED"
             self.begin = "BEGIN"
+        elif vendor == "mysql":
+            import MySQLdb
+
+            self.connection = MySQLdb.connect(
+                host=settings.get("HOST") or "127.0.0.1",
+                port=int(settings.get("PORT") or 3306),
+                user=settings.get("USER") or "root",
+                password=settings.get("PASSWORD") or "",
+                database=settings["NAME"],
+                charset="utf8mb4",
+                autocommit=True,
+            )
+            # Django's isolation level on MySQL and MariaDB.
+            self.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            self.param = "%s"
+            self.create_sql = (
+                f"CREATE TABLE {TABLE} (id bigint AUTO_INCREMENT PRIMARY KEY, "
+                "task_name varchar(255) NOT NULL, kwargs longtext NOT NULL, "
+                "status varchar(16) NOT NULL DEFAULT 'todo', "
+                "started_at datetime(6), finished_at datetime(6))"
+            )
+            self.skip_locked = "FOR UPDATE SKIP LOCKED"
+            self.begin = "START TRANSACTION"
         else:
             self.connection = sqlite3.connect(str(settings["NAME"]), isolation_level=None)
             if sqlite_synchronous:
@@ -61,6 +84,10 @@ class Floor:
         self.connection.close()
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        if self.vendor == "mysql":
+            with self.connection.cursor() as mysql_cursor:
+                mysql_cursor.execute(sql, params)
+                return list(mysql_cursor.fetchall()) if mysql_cursor.description else []
         cursor = self.connection.execute(sql.replace("%s", self.param), params)
         rows: list[Any] = cursor.fetchall() if cursor.description else []
         return rows
@@ -78,10 +105,15 @@ class Floor:
     def reset(self) -> None:
         self.execute(f"DROP TABLE IF EXISTS {TABLE}")
         self.execute(self.create_sql)
-        self.execute(f"CREATE INDEX {TABLE}_todo ON {TABLE} (id) WHERE status = 'todo'")
+        if self.vendor == "mysql":  # no partial indexes: the waiting rows are one range
+            self.execute(f"CREATE INDEX {TABLE}_todo ON {TABLE} (status, id)")
+        else:
+            self.execute(f"CREATE INDEX {TABLE}_todo ON {TABLE} (id) WHERE status = 'todo'")
 
     def now(self) -> Any:
         moment = datetime.now(UTC)
+        if self.vendor == "mysql":
+            return moment.replace(tzinfo=None)  # stored in UTC, as Django does
         return moment if self.vendor == "postgresql" else moment.isoformat(" ")
 
     def insert_one_per_transaction(self, count: int) -> float:
@@ -105,6 +137,19 @@ class Floor:
             self.execute(f"ANALYZE {TABLE}")
 
     def _claim(self, limit: int) -> list[Any]:
+        if self.vendor == "mysql":  # no UPDATE ... RETURNING: lock the rows, then mark them
+            rows = self.execute(
+                f"SELECT id, task_name, kwargs FROM {TABLE} WHERE status = 'todo' "
+                f"ORDER BY id LIMIT %s {self.skip_locked}",
+                (limit,),
+            )
+            if rows:
+                marks = ", ".join(["%s"] * len(rows))
+                self.execute(
+                    f"UPDATE {TABLE} SET status = 'doing', started_at = %s WHERE id IN ({marks})",
+                    (self.now(), *(row[0] for row in rows)),
+                )
+            return rows
         return self.execute(
             f"UPDATE {TABLE} SET status = 'doing', started_at = %s WHERE id IN ("
             f"SELECT id FROM {TABLE} WHERE status = 'todo' ORDER BY id LIMIT %s "

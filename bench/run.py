@@ -1,4 +1,4 @@
-"""``python -m bench``: measure the queue on SQLite and PostgreSQL and print one table.
+"""``python -m bench``: measure the queue on SQLite, PostgreSQL and MariaDB; print one table.
 
 For each database: create a fresh one (``rt_bench_<pid>``), migrate it, run the workloads in
 a child process (``bench.session``) whose Django points at it, drop it. The table goes to
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.databases import (
+    DEFAULT_MYSQL_URL,
     DEFAULT_PG_URL,
     RESULTS_DIR,
     ROOT,
@@ -31,7 +32,7 @@ from bench.databases import (
 from bench.report import render
 
 WORKLOAD_NAMES = ["floor", "defer", "drain", "retry", "pickup", "punctuality", "memory"]
-DATABASE_NAMES = ["sqlite", "postgres"]
+DATABASE_NAMES = ["sqlite", "postgres", "mariadb"]
 
 
 def name_list(allowed: list[str]) -> Any:
@@ -66,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--databases",
         type=name_list(DATABASE_NAMES),
         default=DATABASE_NAMES,
-        help="which databases, comma-separated (default: sqlite,postgres; postgres is skipped "
-        "with a notice when its server does not answer)",
+        help="which databases, comma-separated (default: sqlite,postgres,mariadb; a server "
+        "that does not answer is skipped with a notice; mariadb also measures MySQL)",
     )
     parser.add_argument(
         "--workloads",
@@ -111,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-postgres",
         action="store_true",
         help="fail instead of skipping PostgreSQL when its server does not answer",
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("BENCH_MYSQL_URL", DEFAULT_MYSQL_URL),
+        help="MariaDB or MySQL server to create the bench database on (env BENCH_MYSQL_URL; "
+        f"default {DEFAULT_MYSQL_URL}; the database name is replaced by rt_bench_<pid>)",
+    )
+    parser.add_argument(
+        "--require-mariadb",
+        action="store_true",
+        help="fail instead of skipping MariaDB when its server does not answer",
     )
     parser.add_argument(
         "--output",
@@ -223,7 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     config = session_config(args)
     try:
-        targets = pick_targets(args.databases, args.pg_url, require_postgres=args.require_postgres)
+        targets = pick_targets(
+            args.databases,
+            args.pg_url,
+            require_postgres=args.require_postgres,
+            mysql_url=args.mysql_url,
+            require_mariadb=args.require_mariadb,
+        )
     except BenchError as error:
         print(error, file=sys.stderr)
         return 1

@@ -44,6 +44,7 @@ from django.db import connection  # noqa: E402
 from django.db.models import Count, Max, Min  # noqa: E402
 
 from bench.floor import Floor  # noqa: E402
+from django_retrytasks import search_index  # noqa: E402
 from django_retrytasks.models import Attempt, Job  # noqa: E402
 from django_retrytasks.models import Worker as WorkerRow  # noqa: E402
 from testproject.demo import bench_tasks  # noqa: E402
@@ -68,6 +69,12 @@ def reset_queue() -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        elif connection.vendor == "mysql":
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
+            # TRUNCATE fires no trigger: the admin search's documents go too.
+            for table in [*tables, search_index.SEARCH_TABLE]:
+                cursor.execute(f"TRUNCATE TABLE {table}")
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
         else:
             cursor.execute("PRAGMA foreign_keys = OFF")
             for table in tables:
@@ -445,6 +452,23 @@ def database_settings() -> dict[str, Any]:
             import psycopg
 
             info["driver"] = f"psycopg {psycopg.__version__}"
+        elif connection.vendor == "mysql":
+            cursor.execute("SELECT VERSION()")
+            info["version"] = cursor.fetchone()[0]
+            names = (
+                "innodb_flush_log_at_trx_commit",
+                "sync_binlog",
+                "log_bin",
+                "innodb_buffer_pool_size",
+                "max_connections",
+            )
+            cursor.execute(
+                f"SHOW VARIABLES WHERE Variable_name IN ({', '.join(['%s'] * len(names))})", names
+            )
+            info.update(dict(cursor.fetchall()))
+            import MySQLdb
+
+            info["driver"] = "mysqlclient " + ".".join(map(str, MySQLdb.version_info[:3]))
         else:
             import sqlite3
 

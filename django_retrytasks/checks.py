@@ -6,7 +6,8 @@ id                       problem
 django_retrytasks.E001   two different functions registered under one task name
 django_retrytasks.E002   a task's retry strategy whose parameters cannot work
 django_retrytasks.E003   a database without what the worker needs (SQLite >= 3.35 for
-                         RETURNING; only SQLite and PostgreSQL are supported)
+                         RETURNING; MariaDB >= 10.6 and MySQL >= 8.0 for SKIP LOCKED;
+                         only SQLite, PostgreSQL, MariaDB and MySQL are supported)
 django_retrytasks.E004   a RETRYTASKS_* setting of the wrong type or value
 ======================== ===============================================================
 """
@@ -26,7 +27,10 @@ from django_retrytasks.retry import BaseRetryStrategy, RetryStrategy
 
 #: The oldest SQLite with ``UPDATE ... RETURNING``, which claiming a job needs.
 MIN_SQLITE = (3, 35, 0)
-SUPPORTED_VENDORS = ("sqlite", "postgresql")
+#: The oldest MariaDB and MySQL with ``SELECT ... FOR UPDATE SKIP LOCKED``.
+MIN_MARIADB = (10, 6)
+MIN_MYSQL = (8, 0, 1)
+SUPPORTED_VENDORS = ("sqlite", "postgresql", "mysql")
 
 
 @register()
@@ -91,13 +95,34 @@ def check_strategies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     return messages
 
 
-def database_problems(vendor: str, sqlite_version: tuple[int, ...] = ()) -> list[str]:
+def database_problems(
+    vendor: str,
+    sqlite_version: tuple[int, ...] = (),
+    server: tuple[str, tuple[int, ...]] | None = None,
+) -> list[str]:
+    """What the database lacks; ``server`` is MySQL's flavour ("MariaDB" or "MySQL") and version."""
     if vendor not in SUPPORTED_VENDORS:
-        return [f"the {vendor!r} database is not supported; use SQLite or PostgreSQL"]
+        return [
+            f"the {vendor!r} database is not supported; use SQLite, PostgreSQL, MariaDB or MySQL"
+        ]
     if vendor == "sqlite" and tuple(sqlite_version) < MIN_SQLITE:
         found = ".".join(map(str, sqlite_version))
         return [f"SQLite {found} lacks UPDATE ... RETURNING, which claiming jobs needs (3.35+)"]
+    if vendor == "mysql" and server is not None:
+        flavour, version = server
+        oldest = MIN_MARIADB if flavour == "MariaDB" else MIN_MYSQL
+        if tuple(version) < oldest:
+            return [
+                f"{flavour} {'.'.join(map(str, version))} lacks SELECT ... FOR UPDATE SKIP "
+                f"LOCKED, which claiming jobs needs ({'.'.join(map(str, oldest))}+)"
+            ]
     return []
+
+
+def mysql_server(connection: Any) -> tuple[str, tuple[int, ...]]:
+    """("MariaDB" or "MySQL", its version): this connects to the server."""
+    flavour = "MariaDB" if connection.mysql_is_mariadb else "MySQL"
+    return flavour, tuple(connection.mysql_version)
 
 
 @register()
@@ -105,13 +130,18 @@ def check_database(
     app_configs: Any = None, databases: Iterable[str] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     # The vendor is known without connecting; the SQLite version is the linked library's.
-    vendor = connections["default"].vendor
+    # A MySQL server's version needs a connection: only checks that may use the database
+    # (``migrate``, ``check --database default``) read it.
+    connection = connections["default"]
+    server = None
+    if connection.vendor == "mysql" and "default" in (databases or ()):
+        server = mysql_server(connection)
     return [
         Error(
             f"The default database cannot run django-retrytasks: {problem}.",
             id="django_retrytasks.E003",
         )
-        for problem in database_problems(vendor, sqlite3.sqlite_version_info)
+        for problem in database_problems(connection.vendor, sqlite3.sqlite_version_info, server)
     ]
 
 

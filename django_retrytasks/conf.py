@@ -28,6 +28,9 @@ LOSSES``                           which a job is held (``None``: never held)
 ``RETRYTASKS_SQLITE_WAL``          switch the SQLite databases the app writes to  ``True``
                                    to WAL (read by ``apps.py``; ``False`` leaves
                                    every journal mode alone)
+``RETRYTASKS_WATCH_INTERVAL``      seconds between an idle worker's looks for      ``None``: 0.01 on
+                                   jobs other processes stored, on databases       SQLite, 0.02 on
+                                   without NOTIFY (SQLite, MariaDB, MySQL)         MariaDB and MySQL
 =================================  =============================================  ===========================
 
 Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
@@ -71,6 +74,9 @@ class RetryTasksSettings:
     task_modules: tuple[str, ...] = ()
     #: The alias workers LISTEN through (``None``: their own, unless behind a pooler).
     listen_database: str | None = None
+    #: Seconds between an idle worker's looks for other processes' jobs (no NOTIFY);
+    #: ``None``: the database's default (see :mod:`django_retrytasks.worker.listener`).
+    watch_interval: float | None = None
 
 
 def merge_retention(value: Any, *, name: str = "retention") -> dict[str, timedelta | None]:
@@ -173,6 +179,13 @@ def get_settings() -> RetryTasksSettings:
         task_modules=task_modules(),
         listen_database=listen_database(),
         max_arguments_size=max_arguments_size(),
+        watch_interval=_number(
+            name := "RETRYTASKS_WATCH_INTERVAL",
+            getattr(django_settings, name, None),
+            allow_none=True,
+            integer=False,
+            minimum=0.001,
+        ),
     )
 
 

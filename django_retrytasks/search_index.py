@@ -10,7 +10,8 @@ Words inside a string are found by trigrams. On PostgreSQL: the ``pg_trgm`` exte
 here when the role may; without it the search still works, by scanning), a GIN index over the
 jobs' document, and a narrow table ``django_retrytasks_attempt_search`` of the attempts'
 documents with a GIN index: narrow, because the attempts' own rows carry tracebacks, and
-reading those to check a common word cost more than the whole page may take. On SQLite: an
+reading those to check a common word cost more than the whole page may take. On MySQL and
+MariaDB: the same narrow table, without an index over the words (see below). On SQLite: an
 FTS5 table with the ``trigram`` tokenizer holding the attempts' documents (SQLite >= 3.34 with
 FTS5, as Python's builds have it; without FTS5 the search scans). Jobs get no table of their
 own on SQLite: keeping one in step on every ``defer()`` cost ten times the insert itself.
@@ -34,20 +35,37 @@ JOB_TABLE = "django_retrytasks_job"
 ATTEMPT_TABLE = "django_retrytasks_attempt"
 
 
-def job_document(table: str = JOB_TABLE) -> str:
+def job_document(table: str = JOB_TABLE, vendor: str = "") -> str:
     """The SQL text of a job's document, over the job table (or alias) ``table``."""
+    if vendor == "mysql":
+        return mysql_document(
+            f"{table}.task_name", f"COALESCE({table}.`lock`, '')", f"COALESCE({table}.queueing_lock, '')"
+        )
     return (
         f"({table}.task_name || ' ' || COALESCE({table}.lock, '') || ' ' "
         f"|| COALESCE({table}.queueing_lock, ''))"
     )
 
 
-def attempt_document(job: str, attempt: str) -> str:
+def attempt_document(job: str, attempt: str, vendor: str = "") -> str:
     """The SQL text of an attempt's document, over the job ``job`` and attempt ``attempt``."""
+    if vendor == "mysql":
+        return mysql_document(
+            f"{job}.task_name",
+            f"{attempt}.error_type",
+            f"SUBSTR({attempt}.error_message, 1, {MESSAGE_CHARS})",
+        )
     return (
         f"({job}.task_name || ' ' || {attempt}.error_type || ' ' "
         f"|| SUBSTR({attempt}.error_message, 1, {MESSAGE_CHARS}))"
     )
+
+
+def mysql_document(*parts: str) -> str:
+    """MySQL's form: ``||`` is OR there, and the columns' collations fold accents or not at
+    all. Lower case under a binary collation: a search ignores case only, as ILIKE does
+    (the words searched are lowered too)."""
+    return f"LOWER(CONCAT_WS(' ', {', '.join(parts)}) COLLATE utf8mb4_bin)"
 
 
 #: Only attempts with an error have a document.
@@ -167,6 +185,47 @@ SQLITE_DROP = [
 ]
 
 
+# --- MySQL and MariaDB -------------------------------------------------------------------------
+# No trigram index there (MariaDB's full-text search finds whole words only): the narrow table
+# of PostgreSQL, its documents stored lowered, read through without the attempts' tracebacks.
+
+_MYSQL_DOCUMENT = f"""
+        INSERT INTO {SEARCH_TABLE} (attempt_id, job_id, body)
+            SELECT NEW.id, NEW.job_id, {attempt_document("j", "NEW", "mysql")}
+            FROM {JOB_TABLE} j WHERE j.id = NEW.job_id;"""
+
+MYSQL_CREATE = [
+    f"""CREATE TABLE {SEARCH_TABLE} (
+        attempt_id bigint NOT NULL PRIMARY KEY,
+        job_id bigint NOT NULL,
+        body text CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+        KEY {SEARCH_TABLE}_job (job_id)
+    )""",
+    f"""INSERT INTO {SEARCH_TABLE} (attempt_id, job_id, body)
+        SELECT a.id, a.job_id, {attempt_document("j", "a", "mysql")}
+        FROM {ATTEMPT_TABLE} a JOIN {JOB_TABLE} j ON j.id = a.job_id
+        WHERE {HAS_ERROR.format(row="a")}""",
+    f"""CREATE TRIGGER django_retrytasks_attempt_search_insert AFTER INSERT ON {ATTEMPT_TABLE}
+    FOR EACH ROW BEGIN
+        IF {HAS_ERROR.format(row="NEW")} THEN {_MYSQL_DOCUMENT}
+        END IF;
+    END""",
+    f"""CREATE TRIGGER django_retrytasks_attempt_search_update AFTER UPDATE ON {ATTEMPT_TABLE}
+    FOR EACH ROW BEGIN
+        DELETE FROM {SEARCH_TABLE} WHERE attempt_id = OLD.id;
+        IF {HAS_ERROR.format(row="NEW")} THEN {_MYSQL_DOCUMENT}
+        END IF;
+    END""",
+    f"""CREATE TRIGGER django_retrytasks_attempt_search_delete AFTER DELETE ON {ATTEMPT_TABLE}
+    FOR EACH ROW DELETE FROM {SEARCH_TABLE} WHERE attempt_id = OLD.id""",
+]
+
+MYSQL_DROP = [
+    *(SQLITE_DROP[:3]),
+    f"DROP TABLE IF EXISTS {SEARCH_TABLE}",
+]
+
+
 def install(apps: Any, schema_editor: Any) -> None:
     """Create the index on the migrated database (a ``RunPython`` forwards function)."""
     connection = schema_editor.connection
@@ -184,6 +243,9 @@ def install(apps: Any, schema_editor: Any) -> None:
             return
         for statement in SQLITE_CREATE:
             schema_editor.execute(statement)
+    elif connection.vendor == "mysql":
+        for statement in MYSQL_CREATE:
+            schema_editor.execute(statement, params=None)
 
 
 def remove(apps: Any, schema_editor: Any) -> None:
@@ -194,11 +256,14 @@ def remove(apps: Any, schema_editor: Any) -> None:
     elif vendor == "sqlite":
         for statement in SQLITE_DROP:
             schema_editor.execute(statement)
+    elif vendor == "mysql":
+        for statement in MYSQL_DROP:
+            schema_editor.execute(statement)
 
 
 def has_attempt_index(connection: Any) -> bool:
     """Whether the attempts' documents are in a table of their own on ``connection``."""
-    if connection.vendor == "postgresql":
+    if connection.vendor in ("postgresql", "mysql"):
         return True  # the migration always creates the table (its trigram index may be absent)
     if connection.vendor != "sqlite":
         return False

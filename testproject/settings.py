@@ -1,7 +1,8 @@
 """Settings of the test and demo project.
 
-SQLite in a file by default; PostgreSQL (or another SQLite file) when ``DATABASE_URL`` is
-set, e.g. ``postgres://postgres@127.0.0.1:5432/retrytasks`` or ``sqlite:////tmp/x.sqlite3``.
+SQLite in a file by default; PostgreSQL, MariaDB/MySQL (or another SQLite file) when
+``DATABASE_URL`` is set, e.g. ``postgres://postgres@127.0.0.1:5432/retrytasks``,
+``mysql://root@127.0.0.1:3306/retrytasks`` or ``sqlite:////tmp/x.sqlite3``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,20 @@ def database_from_url(url: str) -> dict[str, Any]:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
         }
-    raise ValueError(f"DATABASE_URL must start with sqlite:// or postgres://, got {url!r}")
+    if parts.scheme in ("mysql", "mariadb"):
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": unquote(parts.path.lstrip("/")) or "retrytasks",
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    raise ValueError(
+        f"DATABASE_URL must start with sqlite://, postgres:// or mysql://, got {url!r}"
+    )
 
 
 DATABASES = {

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -54,10 +55,13 @@ def database_url() -> str:
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"
-    user = settings.get("USER") or ""
+    scheme, default_port = ("mysql", "3306") if connection.vendor == "mysql" else ("postgres", "5432")
+    user = quote(settings.get("USER") or "", safe="")
+    password = quote(settings.get("PASSWORD") or "", safe="")
     host = settings.get("HOST") or "127.0.0.1"
-    port = settings.get("PORT") or "5432"
-    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+    port = settings.get("PORT") or default_port
+    login = f"{user}:{password}" if password else user
+    return f"{scheme}://{login}@{host}:{port}/{settings['NAME']}"
 
 
 def manage(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 from django_retrytasks import store
 from django_retrytasks.models import Attempt, Job, JobStatus, UndecodableJSON
+from django_retrytasks.store import mysql
 from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker import Worker
 from testproject.demo import boundary_tasks, djangotasks_django, tasks
@@ -202,6 +204,67 @@ def test_stored_arguments_that_do_not_fit_the_function_fail_without_retries(
         "task 'boundary.takes_order_id' got an unknown argument 'order_idd' "
         "(did you mean 'order_id'?); the task takes order_id"
     )
+
+
+def test_arguments_and_return_values_nested_40_deep_are_stored_on_every_database(
+    db: None, clock: Clock
+) -> None:
+    # MariaDB's own JSON parser stops at 32 levels: its JSON columns are plain text, so
+    # it stores whatever the other databases store.
+    deep = boundary_tasks.nested(40)
+    job_id = boundary_tasks.echo.defer(value=deep)
+    assert job(job_id).task_kwargs == {"value": deep}
+    assert run_due_jobs(now=clock()) == 1
+    assert (job(job_id).status, job(job_id).return_value) == ("succeeded", deep)
+
+
+def one_statement_limit() -> int | None:
+    """Bytes the database takes in one statement, when a test can reach it (MySQL's packet)."""
+    return mysql.max_packet(connection) if connection.vendor == "mysql" else None
+
+
+#: RETRYTASKS_MAX_ARGUMENTS_SIZE raised past what MariaDB and MySQL take in one statement.
+ABOVE_ONE_STATEMENT = override_settings(RETRYTASKS_MAX_ARGUMENTS_SIZE=256 * 2**20)
+
+
+@ABOVE_ONE_STATEMENT
+def test_arguments_larger_than_one_statement_takes_are_refused_at_defer(db: None) -> None:
+    limit = one_statement_limit()
+    value = "x" * (limit + 1 if limit else 2 * 1024 * 1024)
+    if limit is None:  # PostgreSQL and SQLite take it
+        job_id = boundary_tasks.echo.defer(value=value)
+        assert job(job_id).task_kwargs == {"value": value}
+        return
+    with pytest.raises(ValueError, match=r"max_allowed_packet = [\d,]+ bytes.*nothing was stored"):
+        boundary_tasks.echo.defer(value=value)
+    # Refused before it was sent: nothing stored, and the connection still works.
+    assert Job.objects.count() == 0
+    assert boundary_tasks.echo.defer(value="small")
+
+
+@ABOVE_ONE_STATEMENT
+def test_a_batch_too_large_for_one_statement_is_stored_whole(db: None) -> None:
+    limit = one_statement_limit() or 2 * 1024 * 1024
+    values = [str(index) * (limit // 2) for index in range(3)]  # each fits, together not
+    ids = boundary_tasks.echo.batch_defer(*({"value": value} for value in values))
+    assert [job(job_id).task_kwargs["value"] for job_id in ids] == values
+
+
+@pytest.mark.django_db(transaction=True)  # as a worker: MySQL drops the connection then
+def test_a_return_value_larger_than_one_statement_takes_fails_its_run(clock: Clock) -> None:
+    limit = one_statement_limit()
+    megabytes = limit // 2**20 + 1 if limit else 2
+    job_id = boundary_tasks.returns_megabytes.defer(megabytes=megabytes)
+    after = tasks.noop.defer()
+    assert run_due_jobs(now=clock()) == 2
+    assert job(after).status == "succeeded"  # the worker went on
+    if limit is None:
+        assert len(job(job_id).return_value) == megabytes * 2**20
+        return
+    [attempt] = history(job_id)
+    assert job(job_id).status == "failed"
+    assert "max_allowed_packet" in attempt.error_message
+    assert attempt.decision.startswith("not retried: the outcome could not be stored")
 
 
 def store_undecodable_arguments(job_id: int) -> None:

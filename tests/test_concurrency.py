@@ -17,7 +17,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test import override_settings
 
 from django_retrytasks import AlreadyEnqueued, store
 from django_retrytasks.models import Attempt, Job, JobStatus
@@ -66,7 +67,7 @@ def read_runs(log_dir: Path) -> list[tuple[int, int, str, int, int, int]]:
 @pytest.mark.django_db(transaction=True)
 def test_several_worker_processes_drain_thousands_of_jobs_exactly_once(tmp_path: Path) -> None:
     # SQLite flushes a journal to disk at every commit: fewer jobs keep the test short.
-    processes, jobs = (4, 2000) if connection.vendor == "postgresql" else (2, 1000)
+    processes, jobs = (2, 1000) if connection.vendor == "sqlite" else (4, 2000)
     unlocked = jobs - LOCK_GROUPS * JOBS_PER_LOCK_GROUP
     logged_run.batch_defer(
         *({"log_dir": str(tmp_path), "fail_once": index % 10 == 3} for index in range(unlocked))
@@ -234,6 +235,39 @@ def test_a_retry_decision_moves_the_job_to_another_lock_queue_and_priority(
     run_claim(claims[0], clock=clock)
     claims = store.claim_jobs(now=clock(), limit=5)
     assert [claim.record.id for claim in claims] == [new_lock]
+
+
+#: Names that differ only in case, a trailing space or an accent: MariaDB's and MySQL's
+#: default collations would take them for one name.
+LOOKALIKE_NAMES = ["sync", "SYNC", "sync ", "sýnc"]
+
+
+def test_locks_queueing_locks_and_queues_compare_exactly(db: None, clock: Clock) -> None:
+    locked = [noop.configure(lock=name).defer() for name in LOOKALIKE_NAMES]
+    claimed = store.claim_jobs(now=clock(), limit=10)
+    assert sorted(claim.record.id for claim in claimed) == locked  # four locks, one job each
+    for name in LOOKALIKE_NAMES:
+        noop.configure(queueing_lock=name).defer()  # four queueing locks: none refuses another
+    with pytest.raises(AlreadyEnqueued):
+        noop.configure(queueing_lock="SYNC").defer()
+    queued = {name: noop.configure(queue=name).defer() for name in LOOKALIKE_NAMES}
+    [claim] = store.claim_jobs(now=clock(), limit=10, queues=["SYNC"])
+    assert claim.record.id == queued["SYNC"]
+
+
+def test_the_database_itself_enforces_the_lock_and_queueing_lock_rules(db: None) -> None:
+    first, second = noop.configure(lock="L").batch_defer({}, {})
+    Job.objects.filter(pk=first).update(status=JobStatus.DOING)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.filter(pk=second).update(status=JobStatus.DOING)
+    Job.objects.filter(pk=first).update(status=JobStatus.SUCCEEDED)
+    Job.objects.filter(pk=second).update(status=JobStatus.DOING)  # the lock is free now
+
+    waiting = Job.objects.create(task_name="noop", queueing_lock="Q")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(task_name="noop", queueing_lock="Q")
+    Job.objects.filter(pk=waiting.pk).update(status=JobStatus.DOING)
+    Job.objects.create(task_name="noop", queueing_lock="Q")  # one waiting job per value
 
 
 # --- queueing locks ----------------------------------------------------------------------------
@@ -436,12 +470,20 @@ def test_a_listening_worker_is_woken_by_jobs_of_its_queues() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_idle_sqlite_worker_sees_commits_of_other_processes() -> None:
+def test_an_idle_worker_without_notify_sees_jobs_of_other_processes() -> None:
     watcher = listener_module.CommitWatcher.for_database("default")
-    if connection.vendor != "sqlite":
+    if connection.vendor == "postgresql":
         assert watcher is None  # PostgreSQL has LISTEN/NOTIFY
         return
     assert watcher is not None
+    assert watcher.step == (
+        listener_module.SQLITE_WATCH_SECONDS
+        if connection.vendor == "sqlite"
+        else listener_module.MYSQL_WATCH_SECONDS
+    )
+    with override_settings(RETRYTASKS_WATCH_INTERVAL=0.05):
+        tuned = listener_module.CommitWatcher.for_database("default")
+        assert tuned is not None and tuned.step == 0.05
     woken = threading.Event()
     assert not watcher.wait(woken, 0.05)  # nothing committed: it sleeps its time
 
@@ -455,6 +497,14 @@ def test_an_idle_sqlite_worker_sees_commits_of_other_processes() -> None:
     assert watcher.wait(woken, 30)
     other.join()
     assert Job.objects.count() == 1
+    # A job stored between two waits (while the worker claimed) counts: no sleep first.
+    assert not watcher.wait(woken, 0.05)
+    other = threading.Thread(target=defer_elsewhere)
+    other.start()
+    other.join()
+    started = time.monotonic()
+    assert watcher.wait(woken, 30)
+    assert time.monotonic() - started < 5
 
 
 # --- the README's examples -----------------------------------------------------------------------
@@ -478,19 +528,24 @@ def test_the_readme_rules_example_runs(db: None, clock: Clock) -> None:
     assert [claim.record.task_kwargs["customer_id"] for claim in claimed] == [1, 2, 5]
 
 
-def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> None:
-    from django.db.backends.sqlite3.base import DatabaseWrapper
-
-    namespace: dict[str, Any] = {"BASE_DIR": tmp_path}
-    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
-    settings = {
-        **namespace["DATABASES"]["default"],
+def wrapper_settings(database: dict[str, Any]) -> dict[str, Any]:
+    """A DATABASES entry as Django completes it, for a ``DatabaseWrapper`` of its own."""
+    return {
+        **database,
         "TIME_ZONE": None,
         "CONN_MAX_AGE": 0,
         "CONN_HEALTH_CHECKS": False,
         "AUTOCOMMIT": True,
         "ATOMIC_REQUESTS": False,
     }
+
+
+def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> None:
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    namespace: dict[str, Any] = {"BASE_DIR": tmp_path}
+    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
+    settings = wrapper_settings(namespace["DATABASES"]["default"])
     wrapper = DatabaseWrapper(settings)
     try:
         wrapper.ensure_connection()
@@ -498,5 +553,33 @@ def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> No
         with wrapper.cursor() as cursor:
             cursor.execute("PRAGMA synchronous")
             assert cursor.fetchone()[0] == 1  # NORMAL
+    finally:
+        wrapper.close()
+
+
+def test_the_mariadb_docs_settings_are_accepted(db: None) -> None:
+    from django.db.backends.mysql.base import DatabaseWrapper
+
+    text = (ROOT / "docs" / "mariadb.md").read_text()
+    [settings_block] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(settings_block, "docs/mariadb.md", "exec"), namespace)
+    settings = wrapper_settings(namespace["DATABASES"]["default"])
+    if connection.vendor == "mysql":  # the suite's own server and database, else as written
+        for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
+            settings[key] = connection.settings_dict[key]
+    wrapper = DatabaseWrapper(settings)
+    assert wrapper.get_connection_params()["charset"] == "utf8mb4"
+    if connection.vendor != "mysql":
+        return
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute(
+                "SHOW SESSION VARIABLES WHERE Variable_name IN "
+                "('character_set_connection', 'tx_isolation', 'transaction_isolation')"
+            )
+            values = dict(cursor.fetchall())
+            assert values.pop("character_set_connection") == "utf8mb4"
+            assert set(values.values()) == {"READ-COMMITTED"}  # Django's default
     finally:
         wrapper.close()

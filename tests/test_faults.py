@@ -41,6 +41,7 @@ from tests.conftest import ROOT, Clock, database_url, manage
 from tests.test_readme import python_blocks
 
 ON_POSTGRES = str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql")
+ON_MYSQL = str(settings.DATABASES["default"]["ENGINE"]).endswith("mysql")
 FAST_HEARTBEAT = ["--heartbeat-interval", "0.1", "--heartbeat-timeout", "0.6"]
 WORKER_LOST = "django_retrytasks.exceptions.WorkerLost"
 JOB_TIMEOUT = "django_retrytasks.exceptions.JobTimeout"
@@ -182,19 +183,36 @@ def test_job_of_a_killed_worker_is_recovered_as_lost_then_succeeds(workers: Star
 
 
 def freeze(worker: WorkerProcess) -> None:
-    """SIGSTOP the worker at a moment it holds no SQLite write lock.
+    """SIGSTOP the worker at a moment it holds no SQLite write lock nor InnoDB row lock.
 
     A process frozen inside a write transaction blocks every writer of a SQLite
-    database until it runs again (see the README); here we test a worker frozen between
-    two statements, so on SQLite we stop it again until the database stays writable.
+    database until it runs again (see the README), and on MariaDB every writer of the
+    rows it locked, for up to ``innodb_lock_wait_timeout``; here we test a worker frozen
+    between two transactions, so we stop it again until the database shows none of its.
     """
     for _ in range(100):
         worker.signal(signal.SIGSTOP)
-        if ON_POSTGRES or sqlite_is_writable():
+        if ON_POSTGRES or (mysql_has_no_other_transaction() if ON_MYSQL else sqlite_is_writable()):
             return
         worker.signal(signal.SIGCONT)
         time.sleep(0.01)
-    raise AssertionError("the worker always held the SQLite write lock")
+    raise AssertionError("the worker always held a lock")
+
+
+def mysql_has_no_other_transaction() -> bool:
+    """No connection to the test database but ours is inside a transaction.
+
+    InnoDB refreshes what ``innodb_trx`` shows at most every 0.1 s: look once the
+    frozen worker's state is older than that.
+    """
+    time.sleep(0.15)
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT COUNT(*) FROM information_schema.innodb_trx t
+            JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+            WHERE p.db = DATABASE() AND p.id <> CONNECTION_ID()""")
+        (open_transactions,) = cursor.fetchone()
+    return bool(open_transactions == 0)
 
 
 def sqlite_is_writable() -> bool:
@@ -295,10 +313,14 @@ def test_a_run_that_ends_during_the_drain_is_stored_at_once_and_a_second_signal_
     workers: StartWorker, tmp_path: Path
 ) -> None:
     short_flag, long_flag = tmp_path / "short", tmp_path / "long"
-    short = faults_tasks.sleep_until_released.defer(flag=str(short_flag), seconds=60)
-    long = faults_tasks.sleep_until_released.defer(flag=str(long_flag), seconds=60)
+    started = [tmp_path / "short-started", tmp_path / "long-started"]
+    short, long = (
+        faults_tasks.sleep_until_released.defer(flag=str(flag), seconds=60, started=str(marker))
+        for flag, marker in zip((short_flag, long_flag), started, strict=True)
+    )
     worker = workers("draining", "--concurrency", "2", *FAST_HEARTBEAT)
-    wait_for(lambda: {status(short), status(long)} == {"doing"}, what="both runs to start")
+    # Running, not only claimed: a claim no runner took yet goes back at the first signal.
+    wait_for(lambda: all(marker.exists() for marker in started), what="both runs to start")
     worker.signal(signal.SIGTERM)
     wait_for(lambda: "finishing running jobs" in worker.log, what="the first signal handled")
 
@@ -536,7 +558,7 @@ class TcpProxy:
         return urlunsplit(parts._replace(netloc=netloc))
 
 
-if ON_POSTGRES:  # SQLite has no connection to cut; every other fault runs on both databases
+if ON_POSTGRES or ON_MYSQL:  # SQLite has no connection to cut; every other fault runs on all
 
     @subprocess_db
     def test_a_worker_survives_a_database_outage(workers: StartWorker, tmp_path: Path) -> None:
@@ -545,7 +567,7 @@ if ON_POSTGRES:  # SQLite has no connection to cut; every other fault runs on bo
             *({"log": str(runs), "seconds": 0.05} for _ in range(60))
         )
         parts = urlsplit(database_url())
-        proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+        proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or (3306 if ON_MYSQL else 5432)))
         try:
             worker = workers(
                 "through-proxy",

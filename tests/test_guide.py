@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -301,6 +302,45 @@ REFUSALS = {
 }
 
 
+@contextmanager
+def refusing_trigger(event: str, condition: str) -> Iterator[None]:
+    """A trigger that makes the database refuse the write ``event`` when ``condition`` holds.
+
+    Dropped afterwards: MySQL commits a CREATE TRIGGER at once, so no rollback removes it.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("""
+                CREATE FUNCTION refuse_retry() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION 'refused by test trigger'; END $$ LANGUAGE plpgsql""")
+            cursor.execute(f"""
+                CREATE TRIGGER refuse_retry {event} FOR EACH ROW
+                WHEN ({condition}) EXECUTE FUNCTION refuse_retry()""")
+        elif connection.vendor == "mysql":
+            cursor.execute(f"""
+                CREATE TRIGGER refuse_retry {event} FOR EACH ROW
+                BEGIN
+                    IF {condition} THEN
+                        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test trigger';
+                    END IF;
+                END""")
+        else:
+            cursor.execute(f"""
+                CREATE TRIGGER refuse_retry {event} WHEN {condition}
+                BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END""")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                table = event.rsplit(" ", 1)[-1]
+                cursor.execute(f"DROP TRIGGER refuse_retry ON {table}")
+                cursor.execute("DROP FUNCTION refuse_retry()")
+            else:
+                cursor.execute("DROP TRIGGER refuse_retry")
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("refused", REFUSALS)
 def test_attempt_and_job_update_share_one_transaction(clock: Clock, refused: str) -> None:
     """Make half of a retry's write fail inside the database: the other half must not stay.
@@ -310,19 +350,8 @@ def test_attempt_and_job_update_share_one_transaction(clock: Clock, refused: str
     event, condition = REFUSALS[refused]
     event = event.format(job=JobRow._meta.db_table, attempt=Attempt._meta.db_table)
     job_id = demo.fail_times.defer(times=1)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("""
-                CREATE FUNCTION refuse_retry() RETURNS trigger AS $$
-                BEGIN RAISE EXCEPTION 'refused by test trigger'; END $$ LANGUAGE plpgsql""")
-            cursor.execute(f"""
-                CREATE TRIGGER refuse_retry {event} FOR EACH ROW
-                WHEN ({condition}) EXECUTE FUNCTION refuse_retry()""")
-        else:
-            cursor.execute(f"""
-                CREATE TRIGGER refuse_retry {event} WHEN {condition}
-                BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END""")
-    assert run_due_jobs(now=clock()) == 1
+    with refusing_trigger(event, condition):
+        assert run_due_jobs(now=clock()) == 1
     job = JobRow.objects.get(pk=job_id)
     assert (job.status, job.attempts) == ("failed", 1)
     [attempt] = Attempt.objects.filter(job_id=job_id)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -262,6 +263,7 @@ def test_prune_runs_end_to_end_in_a_subprocess(clock: Clock) -> None:
         ("RETRYTASKS_PRUNE_INTERVAL", "60", "RETRYTASKS_PRUNE_INTERVAL must be a number"),
         ("RETRYTASKS_PRUNE_BATCH_SIZE", 0, "RETRYTASKS_PRUNE_BATCH_SIZE must be a whole number"),
         ("RETRYTASKS_MAX_SNOOZES", 2.5, "RETRYTASKS_MAX_SNOOZES must be a whole number"),
+        ("RETRYTASKS_WATCH_INTERVAL", 0, "RETRYTASKS_WATCH_INTERVAL must be a number"),
     ],
 )
 def test_settings_of_the_wrong_type_fail_check_e004(name: str, value: Any, message: str) -> None:
@@ -326,9 +328,26 @@ def test_e003_database_features() -> None:
     assert checks.database_problems("postgresql") == []
     [old] = checks.database_problems("sqlite", (3, 31, 1))
     assert "SQLite 3.31.1 lacks UPDATE ... RETURNING" in old
-    [other] = checks.database_problems("mysql")
+    assert checks.database_problems("mysql", server=("MariaDB", (10, 6, 0))) == []
+    assert checks.database_problems("mysql", server=("MySQL", (8, 0, 1))) == []
+    [old_mariadb] = checks.database_problems("mysql", server=("MariaDB", (10, 5, 27)))
+    assert "MariaDB 10.5.27 lacks SELECT ... FOR UPDATE SKIP LOCKED" in old_mariadb
+    [old_mysql] = checks.database_problems("mysql", server=("MySQL", (5, 7, 44)))
+    assert "MySQL 5.7.44 lacks SELECT ... FOR UPDATE SKIP LOCKED" in old_mysql
+    [other] = checks.database_problems("oracle")
     assert "not supported" in other
     assert checks.check_database() == []
+
+
+@pytest.mark.django_db
+def test_e003_reads_the_version_of_the_database_in_use() -> None:
+    # With the database in reach, the check reads a MySQL server's version (and accepts
+    # the one the suite runs on); without, it judges the vendor alone.
+    assert checks.check_database(databases=["default"]) == []
+    if connection.vendor == "mysql":
+        flavour, version = checks.mysql_server(connection)
+        assert flavour == ("MariaDB" if connection.mysql_is_mariadb else "MySQL")
+        assert version >= (checks.MIN_MARIADB if flavour == "MariaDB" else checks.MIN_MYSQL)
 
 
 def test_check_command_runs_clean_end_to_end() -> None:

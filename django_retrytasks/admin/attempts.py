@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import connections
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -48,9 +49,12 @@ class AttemptInline(ReadOnly, admin.TabularInline):
             newest = (
                 Attempt.objects.filter(job_id=int(object_id))
                 .order_by("-number", "-id")
-                .values("id")[:ATTEMPTS_SHOWN]
+                .values_list("id", flat=True)[:ATTEMPTS_SHOWN]
             )
-            attempts = attempts.filter(pk__in=newest)
+            if connections[attempts.db].features.allow_sliced_subqueries_with_in:
+                attempts = attempts.filter(pk__in=newest)
+            else:  # MySQL and MariaDB take no LIMIT in an IN subquery: read the ids first
+                attempts = attempts.filter(pk__in=list(newest))
         return attempts
 
     # The history is part of the job: whoever may view the job sees it.

@@ -100,11 +100,20 @@ class _Sql:
 
     def __init__(self, words: tuple[str, ...], vendor: str) -> None:
         self.words = words
+        self.vendor = vendor
         self.postgres = vendor == "postgresql"
         # PostgreSQL's ILIKE escapes with a backslash by default; SQLite's LIKE ignores
-        # ASCII case by default and needs its escape character named.
-        self.like = "ILIKE %s" if self.postgres else "LIKE %s ESCAPE '\\'"
+        # ASCII case by default and needs its escape character named; MySQL's escapes with a
+        # backslash by default and compares lowered documents with lowered words.
+        if vendor == "mysql":
+            self.like = "LIKE %s"
+            words = tuple(word.lower() for word in words)
+        else:
+            self.like = "ILIKE %s" if self.postgres else "LIKE %s ESCAPE '\\'"
         self.patterns = [_like_pattern(word) for word in words]
+
+    def job_document(self, table: str = search_index.JOB_TABLE) -> str:
+        return search_index.job_document(table, self.vendor)
 
     def every_word(self, document: str) -> tuple[str, list[str]]:
         return " AND ".join(f"{document} {self.like}" for _ in self.words), list(self.patterns)
@@ -112,7 +121,7 @@ class _Sql:
     def index_lookup(self) -> tuple[str, list[str]]:
         """Attempt documents holding every word, through the index: SQL giving job ids."""
         table = search_index.SEARCH_TABLE
-        if self.postgres:
+        if self.postgres or self.vendor == "mysql":
             body, params = self.every_word("body")
             return f"SELECT job_id FROM {table} WHERE {body}", params
         return f"SELECT job_id FROM {table} WHERE {table} MATCH %s", [_fts_query(self.words)]
@@ -122,7 +131,7 @@ class _Sql:
         lookup, params = self.index_lookup()
         sql = f"SELECT COUNT(*) FROM ({lookup} LIMIT {COMMON}) found"
         if self.postgres:  # the jobs' own documents have a trigram index too
-            jobs, job_params = self.every_word(search_index.job_document("j"))
+            jobs, job_params = self.every_word(self.job_document("j"))
             sql += (
                 f" UNION ALL SELECT COUNT(*) FROM (SELECT 1 FROM {search_index.JOB_TABLE} j "
                 f"WHERE {jobs} LIMIT {COMMON}) found"
@@ -136,13 +145,14 @@ class _Sql:
         job ``number``, when the search is one number)."""
         lookup, params = self.index_lookup()
         if self.postgres:
-            jobs, job_params = self.every_word(search_index.job_document())
+            jobs, job_params = self.every_word(self.job_document())
             union = f"SELECT id FROM {search_index.JOB_TABLE} WHERE {jobs} UNION {lookup}"
             if number is not None:  # in the union: an OR beside it made PostgreSQL scan all
                 union += f" UNION SELECT {int(number)}"
             return Q(pk__in=RawSQL(union, [*job_params, *params]))
-        # SQLite: no index over the jobs' documents, checked on the rows as they are read.
-        jobs, job_params = self.every_word(search_index.job_document())
+        # SQLite and MySQL: no index over the jobs' documents, checked on the rows as they
+        # are read.
+        jobs, job_params = self.every_word(self.job_document())
         found = Q(RawSQL(jobs, job_params, output_field=BooleanField())) | Q(
             pk__in=RawSQL(lookup, params)
         )
@@ -154,9 +164,9 @@ class _Sql:
         A scalar subquery, not EXISTS: PostgreSQL would turn EXISTS into a join that reads
         every match before the first row comes out.
         """
-        jobs, job_params = self.every_word(search_index.job_document())
+        jobs, job_params = self.every_word(self.job_document())
         attempts, attempt_params = self.every_word(
-            search_index.attempt_document(search_index.JOB_TABLE, "a")
+            search_index.attempt_document(search_index.JOB_TABLE, "a", self.vendor)
         )
         sql = (
             f"({jobs}) OR (SELECT 1 FROM {search_index.ATTEMPT_TABLE} a WHERE a.job_id = "

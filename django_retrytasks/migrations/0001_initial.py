@@ -6,6 +6,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+from django_retrytasks.migrations._mysql import initial_backwards, initial_forwards, mysql_only
+
 
 class Migration(migrations.Migration):
     initial = True
@@ -205,4 +207,6 @@ class Migration(migrations.Migration):
                 name="retrytasks_one_running_per_lock",
             ),
         ),
+        # The MySQL and MariaDB forms of the partial indexes and constraints above.
+        mysql_only(initial_forwards, initial_backwards),
     ]

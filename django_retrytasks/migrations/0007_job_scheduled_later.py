@@ -5,7 +5,8 @@ A claim walks the claiming index in priority and id order; jobs waiting for a la
 over them: 10.8 ms a claim with 100,000 of them on PostgreSQL, against 0.85 ms without.
 Now such jobs carry ``scheduled_later`` and live in an index by time instead, from which
 every claim first moves the ones that have become due (see the claim function below, and
-``services.claim_jobs`` on other databases).
+``store.claiming`` on other databases; on MySQL and MariaDB, composite indexes
+led by ``status, scheduled_later`` stand in for the partial ones).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import Any
 from django.db import migrations, models
 from django.utils import timezone
 
+from django_retrytasks.migrations._mysql import (
+    mysql_only,
+    scheduled_later_backwards,
+    scheduled_later_forwards,
+)
 from django_retrytasks.migrations._postgres import postgres_only
 
 CLAIM_QUERY = """
@@ -133,4 +139,5 @@ class Migration(migrations.Migration):
             ),
         ),
         postgres_only(CREATE, PREVIOUS),
+        mysql_only(scheduled_later_forwards, scheduled_later_backwards),
     ]

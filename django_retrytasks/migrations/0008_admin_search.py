@@ -36,5 +36,9 @@ class Migration(migrations.Migration):
                 name="retrytasks_attempt_recent_idx",
             ),
         ),
-        migrations.RunPython(search_index.install, search_index.remove, elidable=False),
+        # Not wrapped in a transaction of its own: DDL commits at once on MySQL, which Django
+        # refuses inside one (elsewhere the migration's transaction holds it all the same).
+        migrations.RunPython(
+            search_index.install, search_index.remove, atomic=False, elidable=False
+        ),
     ]

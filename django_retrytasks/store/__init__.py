@@ -5,7 +5,7 @@ one short transaction. The worker, the admin and the command line all come here:
 
 - :mod:`.deferring`: storing new jobs;
 - :mod:`.claiming`: claiming due jobs, giving back unstarted ones (SQL per database in
-  :mod:`.postgres` and :mod:`.sqlite`);
+  :mod:`.postgres`, :mod:`.sqlite` and :mod:`.mysql`, for MariaDB and MySQL);
 - :mod:`.completing`: a run's attempt row and its job's named transition, fenced;
 - :mod:`.workers`: the table of workers, heartbeats and lost runs;
 - :mod:`.operations`: operator actions and retention.

@@ -1,7 +1,8 @@
 """Claiming due jobs for a worker, and giving back the ones it never started.
 
-The claim is one statement per database (see :mod:`.postgres` and :mod:`.sqlite`); this
-module turns its rows into :class:`~django_retrytasks.records.Claim` records.
+The claim is one statement on PostgreSQL and SQLite (see :mod:`.postgres` and
+:mod:`.sqlite`), one short transaction on MySQL and MariaDB (:mod:`.mysql`); this module
+turns its rows into :class:`~django_retrytasks.records.Claim` records.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.db.models import Min
 from django_retrytasks import jobs
 from django_retrytasks.models import Job, JobStatus, UndecodableJSON
 from django_retrytasks.records import Claim
-from django_retrytasks.store import postgres, sqlite
+from django_retrytasks.store import mysql, postgres, sqlite
 from django_retrytasks.store.sql import DEFAULT_DB, fetch_all, to_datetime, write_transaction
 from django_retrytasks.store.wake import wake_after_commit
 
@@ -61,15 +62,10 @@ def claim_jobs(
     connection = connection or connections[using]
     queue_names = tuple(queues) if queues else None
     moment = connection.ops.adapt_datetimefield_value(now)
-    dialect = postgres if connection.vendor == "postgresql" else sqlite
-    if dialect is sqlite:
-        sqlite.promote_due_jobs(connection, moment)  # the PostgreSQL claim function does this
-    sql = dialect.claim_sql(queue_names, CLAIM_COLUMNS)
-    params = dialect.claim_params(moment, worker_id, for_runners, queue_names or (), limit)
     rows: list[tuple[Any, ...]] = []
     for attempt in range(CLAIM_TRIES):
         try:
-            rows = fetch_all(connection, sql, params)
+            rows = _claim_rows(connection, moment, worker_id, for_runners, queue_names, limit)
             break
         except IntegrityError:
             # Two claims raced for the first job of a lock group (ids committed out of
@@ -79,6 +75,33 @@ def claim_jobs(
     claims = [_claim_of(values, now, worker_id, connection) for values in rows]
     claims.sort(key=lambda claim: (-claim.record.priority, claim.record.id))
     return claims
+
+
+def _claim_rows(
+    connection: Any,
+    moment: Any,
+    worker_id: int | None,
+    for_runners: int,
+    queues: tuple[str, ...] | None,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """The claimed jobs' ``CLAIM_COLUMNS``, by the database's own claim."""
+    if connection.vendor == "mysql":
+        return mysql.claim(
+            connection,
+            moment=moment,
+            worker_id=worker_id,
+            for_runners=for_runners,
+            queues=queues,
+            limit=limit,
+            columns=CLAIM_COLUMNS,
+        )
+    dialect = postgres if connection.vendor == "postgresql" else sqlite
+    if dialect is sqlite:
+        sqlite.promote_due_jobs(connection, moment)  # the PostgreSQL claim function does this
+    sql = dialect.claim_sql(queues, CLAIM_COLUMNS)
+    params = dialect.claim_params(moment, worker_id, for_runners, queues or (), limit)
+    return fetch_all(connection, sql, params)
 
 
 def _claim_of(

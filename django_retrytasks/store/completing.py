@@ -3,7 +3,8 @@
 A run's outcome is written only while its job is still ``doing`` for the same claim
 (``status`` and ``started_at``), so the outcome of a run whose job was recovered
 meanwhile never overwrites what the recovery wrote. Many completions go in one
-transaction: one statement for all of them on PostgreSQL, two a run on SQLite.
+transaction: one statement for all of them on PostgreSQL, two a run on SQLite, two or three
+for all of them on MySQL and MariaDB.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -26,7 +28,7 @@ from django_retrytasks.records import (
     Snooze,
     Succeed,
 )
-from django_retrytasks.store import postgres, sqlite
+from django_retrytasks.store import mysql, postgres, sqlite
 from django_retrytasks.store.claiming import fenced
 from django_retrytasks.store.rows import OutcomeRow
 from django_retrytasks.store.sql import DEFAULT_DB, fetch_all, write_transaction
@@ -49,10 +51,11 @@ def complete(completions: Sequence[Completion], *, using: str = DEFAULT_DB) -> l
     careful = [c for c in completions if _may_meet_its_queueing_lock(c)]
     plain = [c for c in completions if not _may_meet_its_queueing_lock(c)]
     stored: set[int] = set()
-    with write_transaction(using):
+    refusals = mysql.refusals_are_not_outages if connection.vendor == "mysql" else nullcontext
+    with refusals(), write_transaction(using):
         if plain:
             rows = [outcome_row(c, connection) for c in plain]
-            dialect = postgres if connection.vendor == "postgresql" else sqlite
+            dialect = {"postgresql": postgres, "mysql": mysql}.get(connection.vendor, sqlite)
             stored |= dialect.complete_many(connection, rows)
         for completion in careful:
             if _store_one(completion, using):

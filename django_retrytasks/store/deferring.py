@@ -21,7 +21,7 @@ from django.utils import timezone
 from django_retrytasks import durations, jobs, signals
 from django_retrytasks.exceptions import AlreadyEnqueued
 from django_retrytasks.models import Job
-from django_retrytasks.store import postgres, sqlite
+from django_retrytasks.store import mysql, postgres, sqlite
 from django_retrytasks.store.rows import NEW_JOB_COLUMNS, NewJobRow
 from django_retrytasks.store.sql import DEFAULT_DB
 from django_retrytasks.store.wake import wake_after_commit
@@ -119,12 +119,21 @@ def _insert(rows: list[NewJobRow], using: str) -> list[int]:
 
 
 def _insert_models(rows: list[NewJobRow], using: str) -> list[int]:
-    """Through the ORM, for the databases without a statement of their own here."""
+    """Through the ORM, for MySQL and MariaDB (no statement of their own here)."""
+    connection = connections[using]
     models = [Job(**row._asdict() | {"task_kwargs": json.loads(row.task_kwargs)}) for row in rows]
-    if len(models) == 1:
-        models[0].save(using=using, force_insert=True)
-        return [models[0].pk]
-    return [model.pk for model in Job.objects.using(using).bulk_create(models)]
+    # A statement over MySQL's max_allowed_packet breaks the connection: refuse such a job,
+    # and split a batch that would make one.
+    batch_size = mysql.rows_per_insert(connection, models) if connection.vendor == "mysql" else None
+    if len(models) == 1 or not connection.features.can_return_rows_from_bulk_insert:
+        # MySQL (not MariaDB) gives no ids back from a multi-row INSERT: a row at a time,
+        # still all or nothing in the caller's savepoint.
+        for model in models:
+            model.save(using=using, force_insert=True)
+        return [model.pk for model in models]
+    return [
+        model.pk for model in Job.objects.using(using).bulk_create(models, batch_size=batch_size)
+    ]
 
 
 def _queueing_lock_conflict(error: IntegrityError) -> bool:

@@ -1,10 +1,10 @@
 """Waking an idle worker when a job is stored in another process.
 
 On PostgreSQL, :class:`Listener` LISTENs on its own connection for the trigger's NOTIFY
-(see :mod:`django_retrytasks.notify`); a worker wakes only for its own queues. SQLite has
-no NOTIFY: an idle worker there watches ``PRAGMA data_version`` (:class:`CommitWatcher`),
-which moves whenever another connection commits. Either way the worker still polls, so a
-lost connection only costs latency.
+(see :mod:`django_retrytasks.notify`); a worker wakes only for its own queues. SQLite,
+MariaDB and MySQL have no NOTIFY: an idle worker there watches a value that moves when
+another process stores a job (:class:`CommitWatcher`). Either way the worker still polls,
+so a lost connection only costs latency.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connections
 
 from django_retrytasks import conf
+from django_retrytasks.models import Job
 from django_retrytasks.notify import CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -164,37 +165,60 @@ def pooled(raw: Any) -> bool:
     return bool(raw.info.backend_pid != first or first != second)
 
 
-#: How often an idle worker on SQLite looks whether another process committed something.
+#: How often an idle worker looks whether another process stored a job, by default: on
+#: SQLite a read of a counter in shared memory; on MariaDB and MySQL a round trip to the
+#: server, so less often (see ``RETRYTASKS_WATCH_INTERVAL``).
 SQLITE_WATCH_SECONDS = 0.01
+MYSQL_WATCH_SECONDS = 0.02
+#: The watched value before the first read (an empty table's highest id is NULL).
+_NOT_READ = object()
 
 
 class CommitWatcher:
-    """SQLite's stand-in for NOTIFY: ``PRAGMA data_version`` changes when another
-    connection commits, so an idle worker that reads it every few milliseconds (a read of
-    a counter, no disk access) sees a job deferred by another process almost at once."""
+    """The stand-in for NOTIFY where there is none: an idle worker reads a value that moves
+    when another process stores a job, every few milliseconds.
 
-    def __init__(self, using: str) -> None:
+    On SQLite it is ``PRAGMA data_version``, which changes whenever another connection
+    commits (a read of a counter, no disk access). On MariaDB and MySQL it is the highest
+    job id, one lookup at the end of the primary key: a new job moves it once committed.
+    Jobs that become due without a new row (a retry, a job put back by a stopping worker,
+    "retry now") reach other processes' workers at their next poll (``--polling-interval``).
+    """
+
+    def __init__(self, using: str, probe: str, step: float) -> None:
         self.using = using
-        self._version: int | None = None
+        self.probe = probe
+        self.step = step
+        self._version: Any = _NOT_READ
 
     @classmethod
     def for_database(cls, using: str) -> CommitWatcher | None:
-        return cls(using) if connections[using].vendor == "sqlite" else None
+        vendor = connections[using].vendor
+        interval = conf.get_settings().watch_interval
+        if vendor == "sqlite":
+            return cls(using, "PRAGMA data_version", interval or SQLITE_WATCH_SECONDS)
+        if vendor == "mysql":
+            probe = f"SELECT MAX(id) FROM {Job._meta.db_table}"
+            return cls(using, probe, interval or MYSQL_WATCH_SECONDS)
+        return None  # PostgreSQL has LISTEN/NOTIFY
 
     def changed(self) -> bool:
         with connections[self.using].cursor() as cursor:
-            cursor.execute("PRAGMA data_version")
+            cursor.execute(self.probe)
             version = cursor.fetchone()[0]
-        changed = self._version is not None and version != self._version
+        changed = self._version is not _NOT_READ and version != self._version
         self._version = version
         return changed
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait up to ``seconds`` for ``event`` or for a commit of another connection."""
-        self.changed()  # the version to compare with: commits from now on count
+        """Wait up to ``seconds`` for ``event`` or for a commit of another connection.
+
+        Compared with the value of the previous look, not with one read now: a job stored
+        after the worker's last look (during its claim, say) ends the wait at once.
+        """
         remaining = seconds
         while remaining > 0:
-            step = min(remaining, SQLITE_WATCH_SECONDS)
+            step = min(remaining, self.step)
             if event.wait(step):
                 return True
             if self.changed():

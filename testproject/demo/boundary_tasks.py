@@ -63,6 +63,11 @@ def returns_deep(depth: int) -> Any:
     return nested(depth)
 
 
+@app.task(name="boundary.echo")
+def echo(value: Any) -> Any:
+    return value
+
+
 @app.task(name="boundary.returns_a_datetime", retry=3)
 def returns_a_datetime() -> datetime.datetime:
     ran.append("returns_a_datetime")
@@ -82,6 +87,11 @@ def raises_unprintable() -> None:
 @app.task(name="boundary.raises_huge_message")
 def raises_huge_message(megabytes: int) -> None:
     raise ValueError("x" * (megabytes * 1024 * 1024))
+
+
+@app.task(name="boundary.returns_megabytes")
+def returns_megabytes(megabytes: int) -> str:
+    return "x" * (megabytes * 1024 * 1024)
 
 
 class OversizedPriority(BaseRetryStrategy):

@@ -36,8 +36,10 @@ def hang_first_run(job_context: JobContext, seconds: float = 30.0) -> str:
 
 
 @app.task(retry=2)
-def sleep_until_released(flag: str, seconds: float) -> str:
-    """Sleep ``seconds``, or less once the file ``flag`` exists."""
+def sleep_until_released(flag: str, seconds: float, started: str = "") -> str:
+    """Sleep ``seconds``, or less once the file ``flag`` exists; first touch ``started``."""
+    if started:
+        Path(started).touch()
     released = sleep_in_slices(seconds, until=Path(flag))
     return "released" if released else "slept"
 
