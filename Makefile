@@ -8,7 +8,10 @@ MYSQL_URL ?= mysql://root@127.0.0.1:3306/retrytasks
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test test-sqlite test-postgres test-mariadb demo lint bench clean
+PGBOUNCER_URL ?= postgres://postgres@127.0.0.1:6432/retrytasks_pgbouncer
+PGBOUNCER_DIR ?= /tmp/retrytasks-pgbouncer
+
+.PHONY: venv test test-sqlite test-postgres test-mariadb test-pgbouncer demo lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -43,6 +46,17 @@ test-mariadb: venv
 	else \
 		echo "NOTICE: MariaDB/MySQL at $(MYSQL_URL) does not answer: MariaDB tests skipped"; \
 	fi
+
+# The PostgreSQL suite through a real PgBouncer in transaction pooling mode (CI runs it).
+test-pgbouncer: venv
+	@echo "== tests on PostgreSQL through PgBouncer (transaction pooling) =="
+	$(PY) -m tests.pgbouncer start --dir $(PGBOUNCER_DIR)
+	psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS test_retrytasks_pgbouncer WITH (FORCE)"
+	DATABASE_URL="$(PGBOUNCER_URL)" DATABASE_POOLED=1 PGBOUNCER_LOG=$(PGBOUNCER_DIR)/pgbouncer.log \
+		$(PY) -m pytest --reuse-db $(PYTEST_ARGS); status=$$?; \
+	$(PY) -m tests.pgbouncer stop --dir $(PGBOUNCER_DIR); \
+	psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS test_retrytasks_pgbouncer WITH (FORCE)"; \
+	exit $$status
 
 demo: venv
 	env -u DATABASE_URL $(PY) manage.py migrate -v0

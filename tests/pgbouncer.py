@@ -42,6 +42,7 @@ def start(directory: Path, port: int, host: str, server_port: int) -> int:
     if not Path(binary).exists():
         print("pgbouncer is not installed (Debian: apt-get install pgbouncer)", file=sys.stderr)
         return 1
+    stop(directory)  # a PgBouncer left running from an earlier session
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pgbouncer.ini").write_text(
         CONFIG.format(directory=directory, port=port, host=host, server_port=server_port)
@@ -67,8 +68,17 @@ def start(directory: Path, port: int, host: str, server_port: int) -> int:
 
 def stop(directory: Path) -> int:
     pidfile = directory / "pgbouncer.pid"
-    if pidfile.exists():
-        os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+    if not pidfile.exists():
+        return 0
+    pid = int(pidfile.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)  # raises once it is gone
+            time.sleep(0.05)
+    except ProcessLookupError:
+        pass
+    pidfile.unlink(missing_ok=True)
     return 0
 
 
