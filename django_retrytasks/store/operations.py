@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import connections, models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -169,6 +170,58 @@ def delete_finished(job_ids: Iterable[int], *, using: str = DEFAULT_DB) -> Actio
     )
 
 
+# --- deleting finished jobs fast -------------------------------------------------------------
+
+
+def delete_jobs(job_ids: Sequence[int], *, state: str, using: str) -> tuple[int, int]:
+    """Delete the jobs among ``job_ids`` still in ``state``, with their attempts; (attempts, jobs).
+
+    In plain SQL, not through Django's collector (which reads every row it deletes): the
+    rows pointing at the jobs are deleted or cleared as their foreign keys say, then the
+    jobs, the state checked again so that a job retried meanwhile stays. Call it in a
+    transaction.
+    """
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    table = quote(Job._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE {_id_in(connection, job_ids)} AND status = %s",
+            [*_id_params(connection, job_ids), state],
+        )
+        ids = [job_id for (job_id,) in cursor.fetchall()]
+        if not ids:
+            return 0, 0
+        attempts = 0
+        for relation in Job._meta.related_objects:
+            column = quote(str(relation.field.column))
+            related = quote(relation.related_model._meta.db_table)
+            where = _id_in(connection, ids, column=column)
+            if relation.on_delete is models.CASCADE:
+                cursor.execute(f"DELETE FROM {related} WHERE {where}", _id_params(connection, ids))
+                if relation.related_model is Attempt:
+                    attempts += cursor.rowcount
+            else:  # SET_NULL: what the model asks for anything else is checked by a test
+                cursor.execute(
+                    f"UPDATE {related} SET {column} = NULL WHERE {where}",
+                    _id_params(connection, ids),
+                )
+        cursor.execute(
+            f"DELETE FROM {table} WHERE {_id_in(connection, ids)}", _id_params(connection, ids)
+        )
+        return attempts, cursor.rowcount
+
+
+def _id_in(connection: Any, ids: Sequence[int], *, column: str = "id") -> str:
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)"
+    return f"{column} IN ({', '.join(['%s'] * len(ids))})"
+
+
+def _id_params(connection: Any, ids: Sequence[int]) -> list[Any]:
+    return [list(ids)] if connection.vendor == "postgresql" else list(ids)
+
+
 # --- retention -----------------------------------------------------------------------------
 
 
@@ -228,10 +281,9 @@ def prune(
                 break
             batches += 1
             with write_transaction(using):
-                report.attempts += Attempt.objects.using(using).filter(job_id__in=ids).delete()[0]
-                # The state is checked again in the DELETE: a job retried meanwhile stays.
-                _, deleted = old.filter(pk__in=ids).delete()
-            report.jobs[state] += deleted.get(Job._meta.label, 0)
+                attempts, deleted = delete_jobs(ids, state=state, using=using)
+            report.attempts += attempts
+            report.jobs[state] += deleted
     if report.total:
         logger.info(
             "Pruned %s finished jobs (%s) and %s attempts",

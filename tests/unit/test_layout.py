@@ -93,6 +93,15 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def test_every_foreign_key_to_a_job_is_one_that_pruning_follows() -> None:
+    from django.db import models
+
+    from django_retrytasks.models import Job
+
+    for relation in Job._meta.related_objects:
+        assert relation.on_delete in (models.CASCADE, models.SET_NULL), relation
+
+
 def test_nothing_under_the_worker_imports_the_django_tasks_backend() -> None:
     for path in sorted((PACKAGE / "worker").glob("*.py")):
         assert not any(
