@@ -26,6 +26,7 @@ def figures(options: dict[str, Any]) -> list[Figure]:
         Figure("drain_c1", f"drain {jobs:,} no-op jobs: 1 worker, --concurrency 1", "jobs/s"),
         Figure("drain_c4", f"drain {jobs:,} no-op jobs: 1 worker, --concurrency 4", "jobs/s"),
         Figure("drain_2p", f"drain {jobs:,} no-op jobs: 2 workers, --concurrency 1", "jobs/s"),
+        Figure("drain_4p", f"drain {jobs:,} no-op jobs: 4 workers, --concurrency 1", "jobs/s"),
         Figure(
             "drain_backlog",
             f"drain {jobs:,} behind {options['backlog_jobs']:,} jobs due in an hour, "
@@ -44,6 +45,18 @@ def figures(options: dict[str, Any]) -> list[Figure]:
         Figure("retry_late_p95", "retry lateness: p95", "ms"),
         Figure("memory_peak", f"worker peak RSS draining {memory_jobs:,} jobs", "MiB"),
         Figure("memory_growth", "worker RSS growth, 10 % → end of that drain", "MiB"),
+        Figure("pooled_drain_c1", f"through PgBouncer: drain {jobs:,}, --concurrency 1", "jobs/s"),
+        Figure("pooled_pickup_p50", "through PgBouncer: pickup latency p50 (polling)", "ms"),
+        Figure("pooled_pickup_p95", "through PgBouncer: pickup latency p95", "ms"),
+        Figure(
+            "drain_big",
+            f"drain {jobs:,} beside {options['big_jobs']:,} finished jobs and "
+            f"{2 * options['big_jobs']:,} attempts",
+            "jobs/s",
+        ),
+        Figure("big_admin_list", "admin job list beside them", "ms"),
+        Figure("big_dashboard", "admin dashboard beside them", "ms"),
+        Figure("prune_rate", "retention: finished jobs deleted with their attempts", "jobs/s"),
         Figure("floor_insert", "floor: INSERT, one row per transaction", "rows/s"),
         Figure("floor_1tx", "floor: claim 1 + complete 1, each its own transaction", "jobs/s"),
         Figure("floor_10tx", "floor: claim 10 + complete 10 in one transaction", "jobs/s"),
@@ -55,7 +68,10 @@ RATIOS = [
     ("defer_one", "floor_insert", "defer() ÷ floor INSERT"),
     ("drain_c1", "floor_1tx", "drain --concurrency 1 ÷ floor 1 per transaction"),
     ("drain_c4", "floor_1tx", "drain --concurrency 4 ÷ floor 1 per transaction"),
+    ("drain_4p", "drain_c1", "drain, 4 workers ÷ 1 worker"),
+    ("drain_big", "drain_c1", "drain beside a year of history ÷ drain on empty tables"),
     ("drain_backlog", "drain_c1", "drain behind a backlog ÷ drain --concurrency 1"),
+    ("retry_runs", "floor_1tx", "retry path ÷ floor 1 per transaction"),
 ]
 
 

@@ -31,7 +31,17 @@ from bench.databases import (
 )
 from bench.report import render
 
-WORKLOAD_NAMES = ["floor", "defer", "drain", "retry", "pickup", "punctuality", "memory"]
+WORKLOAD_NAMES = [
+    "floor",
+    "defer",
+    "drain",
+    "retry",
+    "pickup",
+    "punctuality",
+    "pgbouncer",
+    "bigtables",
+    "memory",
+]
 DATABASE_NAMES = ["sqlite", "postgres", "mariadb"]
 
 
@@ -96,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--floor-jobs", type=positive_int, default=2000, help="jobs per floor loop (2000)"
     )
     parser.add_argument(
+        "--big-jobs",
+        type=positive_int,
+        default=1_000_000,
+        help="finished jobs of the big-tables run, two attempts each (1000000)",
+    )
+    parser.add_argument(
         "--time-limit",
         type=float,
         default=570,
@@ -153,6 +169,9 @@ def session_config(args: argparse.Namespace) -> dict[str, Any]:
         "memory_rounds": min(args.memory_rounds, args.rounds),
         "memory_sample_interval": 0.25,
         "floor_jobs": args.floor_jobs,
+        "big_jobs": args.big_jobs,
+        # Retention's batches (of RETRYTASKS_PRUNE_BATCH_SIZE, 500) timed on the big tables.
+        "prune_batches": 200,
     }
 
 
