@@ -111,6 +111,7 @@ def test_nothing_under_the_worker_imports_the_django_tasks_backend() -> None:
 
 def test_pure_modules_import_no_django() -> None:
     pure = (
+        "cron.py",
         "retry.py",
         "durations.py",
         "exceptions.py",
