@@ -9,6 +9,9 @@ django_retrytasks.E003   a database without what the worker needs (SQLite >= 3.3
                          RETURNING; MariaDB >= 10.6 and MySQL >= 8.0 for SKIP LOCKED;
                          only SQLite, PostgreSQL, MariaDB and MySQL are supported)
 django_retrytasks.E004   a RETRYTASKS_* setting of the wrong type or value
+django_retrytasks.E005   a periodic schedule of RETRYTASKS_PERIODIC_TASKS that cannot
+                         work (unknown task, bad cron expression or time zone,
+                         arguments the task cannot take, a duplicate)
 ======================== ===============================================================
 """
 
@@ -22,7 +25,7 @@ from django.core.checks import CheckMessage, Error, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from django_retrytasks import conf, tasks
+from django_retrytasks import conf, periodic, tasks
 from django_retrytasks.retry import BaseRetryStrategy, RetryStrategy
 
 #: The oldest SQLite with ``UPDATE ... RETURNING``, which claiming a job needs.
@@ -151,4 +154,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         conf.get_settings()
     except ImproperlyConfigured as error:
         return [Error(str(error), hint="See django_retrytasks.conf.", id="django_retrytasks.E004")]
+    return []
+
+
+@register()
+def check_periodic_schedules(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # @app.periodic raises when declared; the setting's schedules are checked here.
+    try:
+        periodic.declared_schedules(tasks.app)
+    except ImproperlyConfigured as error:
+        return [
+            Error(str(error), hint="See docs/periodic.md.", id="django_retrytasks.E005"),
+        ]
     return []

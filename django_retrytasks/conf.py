@@ -31,6 +31,14 @@ LOSSES``                           which a job is held (``None``: never held)
 ``RETRYTASKS_WATCH_INTERVAL``      seconds between an idle worker's looks for      ``None``: 0.01 on
                                    jobs other processes stored, on databases       SQLite, 0.02 on
                                    without NOTIFY (SQLite, MariaDB, MySQL)         MariaDB and MySQL
+``RETRYTASKS_PERIODIC_MAX_DELAY``  seconds a periodic tick may be late and still   600
+                                   be deferred (missed while no worker ran);
+                                   older ticks are skipped and logged
+``RETRYTASKS_PERIODIC_TASKS``      schedules declared without a decorator, such   ``[]``
+                                   as of ``django.tasks`` tasks: dicts with
+                                   ``task``, ``cron`` and optionally
+                                   ``periodic_id``, ``kwargs``, ``timezone``
+                                   (docs/periodic.md)
 =================================  =============================================  ===========================
 
 Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
@@ -70,6 +78,8 @@ class RetryTasksSettings:
     heartbeat_timeout: float
     max_consecutive_losses: int | None
     max_arguments_size: int
+    #: Seconds a periodic tick may be late and still be deferred.
+    periodic_max_delay: float = 600.0
     #: Modules imported when Django starts, besides each installed app's ``tasks``.
     task_modules: tuple[str, ...] = ()
     #: The alias workers LISTEN through (``None``: their own, unless behind a pooler).
@@ -186,6 +196,15 @@ def get_settings() -> RetryTasksSettings:
             integer=False,
             minimum=0.001,
         ),
+        periodic_max_delay=float(
+            _number(
+                name := "RETRYTASKS_PERIODIC_MAX_DELAY",
+                getattr(django_settings, name, 600),
+                allow_none=False,
+                integer=False,
+                minimum=1,
+            )
+        ),
     )
 
 
@@ -212,4 +231,46 @@ def task_modules() -> tuple[str, ...]:
     for module in value:
         if not isinstance(module, str) or not module:
             raise ImproperlyConfigured(f"{name} must hold module names (strings), got {module!r}")
+    return tuple(value)
+
+
+#: The keys of an entry of ``RETRYTASKS_PERIODIC_TASKS``, and whether each is required.
+PERIODIC_ENTRY_KEYS = {
+    "task": True,
+    "cron": True,
+    "periodic_id": False,
+    "kwargs": False,
+    "timezone": False,
+}
+
+
+def periodic_tasks() -> tuple[Mapping[str, Any], ...]:
+    """``RETRYTASKS_PERIODIC_TASKS``, its shape checked (each entry's values are checked
+    where the schedule is declared, see :mod:`django_retrytasks.periodic`)."""
+    name = "RETRYTASKS_PERIODIC_TASKS"
+    value = getattr(django_settings, name, ())
+    example = "[{'task': 'myapp.tasks.report', 'cron': '0 3 * * *'}]"
+    if isinstance(value, str | Mapping) or not isinstance(value, list | tuple):
+        raise ImproperlyConfigured(
+            f"{name} must be a list of dicts such as {example}, got {value!r}"
+        )
+    for index, entry in enumerate(value):
+        if not isinstance(entry, Mapping):
+            raise ImproperlyConfigured(
+                f"{name}[{index}] must be a dict such as {example[1:-1]}, got {entry!r}"
+            )
+        unknown = sorted(set(entry) - set(PERIODIC_ENTRY_KEYS), key=str)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{name}[{index}] has unknown keys {', '.join(map(repr, unknown))}; use "
+                f"{', '.join(PERIODIC_ENTRY_KEYS)}"
+            )
+        for key, required in PERIODIC_ENTRY_KEYS.items():
+            if required and key not in entry:
+                raise ImproperlyConfigured(f"{name}[{index}] needs a {key!r}")
+        if not isinstance(entry["task"], str):
+            raise ImproperlyConfigured(
+                f"{name}[{index}]['task'] must be a task's name or a django.tasks task's "
+                f"module path, got {entry['task']!r}"
+            )
     return tuple(value)

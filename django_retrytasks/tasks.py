@@ -10,12 +10,15 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from django_retrytasks import durations, limits
 from django_retrytasks import retry as retry_module
 from django_retrytasks.exceptions import UnknownTask
 from django_retrytasks.jobs import JobSpec
+
+if TYPE_CHECKING:
+    from django_retrytasks.periodic import PeriodicSchedule
 
 DEFAULT_QUEUE = "default"
 
@@ -224,6 +227,8 @@ class App:
 
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
+        #: The schedules ``@app.periodic`` declared, by (task name, periodic_id).
+        self.schedules: dict[tuple[str, str], PeriodicSchedule] = {}
 
     @overload
     def task(self, func: Callable[..., Any], /) -> Task: ...
@@ -262,6 +267,43 @@ class App:
         if func is not None:
             return register(func)
         return register
+
+    def periodic(
+        self,
+        *,
+        cron: str,
+        periodic_id: str = "",
+        kwargs: Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+    ) -> Callable[[Task], Task]:
+        """Defer a job of the task below at every tick of ``cron``; stack it on ``@app.task``.
+
+        Each job receives ``timestamp`` (the tick as Unix seconds) and ``kwargs``.
+        ``cron`` has 5 fields, or 6 with seconds last; ``timezone`` is an IANA name (the
+        project's ``TIME_ZONE`` when left out). Everything is checked here: a bad
+        expression, an unknown time zone, arguments that are not JSON or that the function
+        cannot take, or a second schedule of the task with the same ``periodic_id`` raise
+        ``ValueError`` or ``TypeError``. The task is returned unchanged.
+        """
+        from django_retrytasks import periodic as periodic_module
+
+        def schedule(task: Task) -> Task:
+            if not isinstance(task, Task):
+                raise TypeError(
+                    f"@app.periodic schedules a task: put it above @app.task, not on "
+                    f"{type(task).__name__} {getattr(task, '__qualname__', task)!r}"
+                )
+            declared = periodic_module.for_task(
+                task,
+                cron_expression=cron,
+                periodic_id=periodic_id,
+                kwargs=kwargs,
+                timezone=timezone,
+            )
+            periodic_module.add(self.schedules, declared)
+            return task
+
+        return schedule
 
     def get_task(self, name: str) -> Task:
         try:

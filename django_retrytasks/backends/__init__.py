@@ -177,25 +177,8 @@ class RetryTasksBackend(BaseTaskBackend):
         self, task: Task, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]
     ) -> TaskResult[Any, Any]:
         """Store a job (joining the caller's transaction) and return its READY result."""
-        self.validate_task(task)
-        try:
-            plain = {"args": normalize_json(list(args)), "kwargs": normalize_json(kwargs)}
-        except RecursionError:  # Django's normalize_json recurses: refuse what it cannot walk
-            raise ArgumentsNotSerializable(
-                f"job arguments are nested too deep: more than {limits.MAX_JSON_DEPTH} levels"
-            ) from None
-        arguments = limits.check_arguments(plain, max_size=conf.max_arguments_size())
-        spec = JobSpec(
-            task_name=task.module_path,
-            task_kwargs=arguments,
-            queue=task.queue_name,
-            priority=task.priority,
-            lock=None,
-            queueing_lock=None,
-            scheduled_at=task.run_after,
-            delay_seconds=None,
-            backend=self.alias,
-        )
+        spec = self.job_spec(task, args, kwargs)
+        arguments = spec.task_kwargs
         [row] = store.store_jobs([spec])
         task_result: TaskResult[Any, Any] = TaskResult(
             task=task,
@@ -213,6 +196,30 @@ class RetryTasksBackend(BaseTaskBackend):
         )
         task_enqueued.send(sender=type(self), task_result=task_result)
         return task_result
+
+    def job_spec(
+        self, task: Task, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> JobSpec:
+        """The job that runs ``task`` with ``args`` and ``kwargs``, checked as ``enqueue`` checks
+        it (periodic schedules of django.tasks tasks store theirs through this too)."""
+        self.validate_task(task)
+        try:
+            plain = {"args": normalize_json(list(args)), "kwargs": normalize_json(kwargs)}
+        except RecursionError:  # Django's normalize_json recurses: refuse what it cannot walk
+            raise ArgumentsNotSerializable(
+                f"job arguments are nested too deep: more than {limits.MAX_JSON_DEPTH} levels"
+            ) from None
+        return JobSpec(
+            task_name=task.module_path,
+            task_kwargs=limits.check_arguments(plain, max_size=conf.max_arguments_size()),
+            queue=task.queue_name,
+            priority=task.priority,
+            lock=None,
+            queueing_lock=None,
+            scheduled_at=task.run_after,
+            delay_seconds=None,
+            backend=self.alias,
+        )
 
     async def aenqueue(
         self, task: Task, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]

@@ -38,8 +38,13 @@ def resolve_task(module_path: str, alias: str) -> Task:
     Anything but a Task of a registered or start-up module raises ``InvalidTask``.
     """
     backend_of(alias)
-    task = tasks_by_path.get(module_path) or _task_of_startup_module(module_path)
+    task = find_task(module_path)
     return task if task.backend == alias else task.using(backend=alias)
+
+
+def find_task(module_path: str) -> Task:
+    """The django.tasks Task at ``module_path``, as defined (with its own backend)."""
+    return tasks_by_path.get(module_path) or _task_of_startup_module(module_path)
 
 
 def task_modules() -> set[str]:
