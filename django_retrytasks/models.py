@@ -1,4 +1,4 @@
-"""Storage: jobs, the history of their runs, and the workers that run them.
+"""Storage: jobs, the history of their runs, the workers that run them, periodic schedules.
 
 Rows are written only by :mod:`django_retrytasks.store`; everything else reads.
 """
@@ -267,3 +267,68 @@ class Attempt(models.Model):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class Schedule(models.Model):
+    """A periodic schedule declared in code (``@app.periodic``), with what operators set on it.
+
+    Its cron expression, time zone and arguments live in the code; the row holds what every
+    worker must agree on: whether it is paused, since when it ticks, and its last tick.
+    """
+
+    task_name = models.CharField(max_length=255)
+    periodic_id = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    #: Ticks at or before this moment are never deferred: when the schedule was first
+    #: stored, or last resumed.
+    active_since = models.DateTimeField(default=timezone.now)
+    #: Set while an operator has paused the schedule: its ticks are skipped, not caught up.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    #: The newest tick deferred (Unix seconds); a tick at or before it is never deferred again.
+    last_tick = models.BigIntegerField(null=True, blank=True)
+    #: The last job the schedule deferred, at a tick or run now by an operator.
+    last_job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_deferred_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task_name", "periodic_id"]
+        permissions = [
+            ("pause_schedule", "Can pause and resume schedules"),
+            ("run_schedule", "Can run schedules now"),
+        ]
+        constraints = [
+            # Plain columns (``fields``), not expressions: MariaDB and MySQL take it as it is.
+            models.UniqueConstraint(
+                fields=["task_name", "periodic_id"], name="retrytasks_one_row_per_schedule"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.periodic_id}]" if self.periodic_id else self.task_name
+
+
+class ScheduleTick(models.Model):
+    """A tick of a schedule that a worker deferred: the unique constraint on (schedule, tick)
+    is what makes it one job per tick, however many workers defer. Old rows are pruned."""
+
+    id = models.BigAutoField(primary_key=True)
+    # The unique constraint's index leads with the schedule: no index of its own.
+    schedule = models.ForeignKey(
+        Schedule, on_delete=models.CASCADE, related_name="ticks", db_index=False
+    )
+    #: The tick, as Unix seconds.
+    tick = models.BigIntegerField()
+    deferred_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["schedule_id", "tick"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "tick"], name="retrytasks_one_job_per_tick"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"tick {self.tick} of schedule {self.schedule_id}"

@@ -8,7 +8,8 @@ one short transaction. The worker, the admin and the command line all come here:
   :mod:`.postgres`, :mod:`.sqlite` and :mod:`.mysql`, for MariaDB and MySQL);
 - :mod:`.completing`: a run's attempt row and its job's named transition, fenced;
 - :mod:`.workers`: the table of workers, heartbeats and lost runs;
-- :mod:`.operations`: operator actions and retention.
+- :mod:`.operations`: operator actions and retention;
+- :mod:`.periodic`: periodic schedules' rows: one job per tick, pause, resume, run now.
 """
 
 from __future__ import annotations

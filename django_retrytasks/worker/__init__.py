@@ -11,6 +11,8 @@ A plain class with an injected ``clock``; ``manage.py runworker`` only builds on
   tells logs, signals and hooks;
 - :mod:`.maintenance`: registration, heartbeats (:mod:`.heartbeat`), lost-run recovery,
   pruning;
+- :mod:`.periodic`: the jobs of periodic schedules, deferred at their ticks on a thread
+  of its own;
 - :mod:`.shutdown`: SIGTERM and SIGINT.
 
 This module assembles them and owns the order of starting and stopping.
@@ -31,6 +33,7 @@ from django.db import connections
 from django.utils import timezone
 
 from django_retrytasks import conf, jobs, store, tasks
+from django_retrytasks.periodic import declared_schedules
 from django_retrytasks.records import Claim
 from django_retrytasks.worker import heartbeat, outages
 from django_retrytasks.worker.announcing import Announcer, QueuedAnnouncer
@@ -40,6 +43,7 @@ from django_retrytasks.worker.ledger import Ledger
 from django_retrytasks.worker.listener import Listener
 from django_retrytasks.worker.maintenance import Pruner, Recovery, Registration
 from django_retrytasks.worker.pace import PREFETCH_MAX_WAIT, RunPace
+from django_retrytasks.worker.periodic import PeriodicDeferrer
 from django_retrytasks.worker.processing import Processor
 from django_retrytasks.worker.producer import Producer
 from django_retrytasks.worker.results import ErrorText, RunKind, RunResult
@@ -76,6 +80,7 @@ class Worker:
         install_signal_handlers: bool = True,
         pace: RunPace | None = None,
         claimed_ahead_max_wait: float = PREFETCH_MAX_WAIT,
+        periodic: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -125,6 +130,13 @@ class Worker:
             each_pass=self._each_pass,
         )
         self.processor = Processor(app=app, worker_name=self.name, using=using, clock=clock)
+        schedules = declared_schedules(app) if periodic else []
+        #: Defers the jobs of periodic schedules (None: none declared, or ``periodic=False``).
+        self.periodic = (
+            PeriodicDeferrer(schedules=schedules, clock=clock, worker_name=self.name, using=using)
+            if schedules
+            else None
+        )
         self._runners: list[threading.Thread] = []
         self._heartbeat: heartbeat.Heartbeat | None = None
         self._stop_now = threading.Event()
@@ -182,12 +194,17 @@ class Worker:
             using=self.using,
         )
         self._heartbeat.start()
+        if self.periodic is not None and self.burst:
+            self.periodic.run_once()  # before the claims: the ticks due now run in this burst
+        elif self.periodic is not None:
+            self.periodic.start()
         logger.info(
-            "Worker %s started: queues=%s concurrency=%s burst=%s",
+            "Worker %s started: queues=%s concurrency=%s burst=%s periodic schedules=%s",
             self.name,
             ",".join(self.queues) if self.queues else "all",
             self.concurrency,
             self.burst,
+            len(self.periodic.schedules) if self.periodic is not None else 0,
             extra={"action": "worker_start", "worker": self.name},
         )
         listener = Listener.start_for(
@@ -206,6 +223,8 @@ class Worker:
             self.producer.run()
         finally:
             self.producer.stopping.set()
+            if self.periodic is not None:
+                self.periodic.stop()
             # No runner may start a job claimed ahead once the worker stops, not even
             # while the listener takes its time to stop.
             unstarted = self.producer.take_waiting()

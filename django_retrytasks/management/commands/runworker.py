@@ -100,6 +100,12 @@ class Command(BaseCommand):
             "it (default: RETRYTASKS_MAX_CONSECUTIVE_LOSSES or 3).",
         )
         parser.add_argument(
+            "--no-periodic",
+            action="store_true",
+            help="Do not defer the jobs of periodic schedules (by default every worker does; "
+            "the database keeps it to one job per tick).",
+        )
+        parser.add_argument(
             "--name", default=None, help="This worker's name (default: host-pid-random)."
         )
 
@@ -131,6 +137,7 @@ class Command(BaseCommand):
                 heartbeat_interval=options["heartbeat_interval"],
                 heartbeat_timeout=options["heartbeat_timeout"],
                 name=options["name"],
+                periodic=not options["no_periodic"],
                 **(
                     {"max_consecutive_losses": options["max_consecutive_losses"]}
                     if options["max_consecutive_losses"] is not None
