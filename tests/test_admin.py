@@ -53,10 +53,13 @@ def status(job_id: int) -> str:
     return Job.objects.get(pk=job_id).status
 
 
-def run_action(client: Client, action: str, ids: list[int]) -> list[str]:
+def run_action(
+    client: Client, action: str, ids: list[int], changelist: str = CHANGELIST
+) -> list[str]:
+    """Post an admin action on the rows ``ids`` of a list; return the messages it left."""
     response = client.post(
-        reverse(CHANGELIST),
-        {"action": action, "_selected_action": [str(job_id) for job_id in ids]},
+        reverse(changelist),
+        {"action": action, "_selected_action": [str(row_id) for row_id in ids]},
         follow=True,
     )
     assert response.status_code == 200

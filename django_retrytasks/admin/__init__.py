@@ -8,7 +8,7 @@ or edits a job here. Everything that comes from a job is escaped (``format_html`
 template engine's autoescaping).
 
 Django's admin autodiscovery imports this package: importing the modules below registers
-:class:`JobAdmin` and :class:`WorkerAdmin`.
+:class:`JobAdmin`, :class:`WorkerAdmin` and :class:`ScheduleAdmin`.
 
 =====================  ==========================================================
 module                 what it holds
@@ -22,6 +22,7 @@ module                 what it holds
 ``actions``            Retry now, Cancel, Abort, Delete, with their permissions
 ``dashboard_page``     the dashboard and its "retry the group" button
 ``workers``            the worker list (:class:`WorkerAdmin`)
+``schedules``          periodic schedules: Pause, Resume, Run now (:class:`ScheduleAdmin`)
 ``base``               read-only admins; pages read in one transaction
 ``formatting``         how times, counts and values are written
 =====================  ==========================================================
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from django_retrytasks.admin.formatting import duration_text, relative_text
 from django_retrytasks.admin.jobs import JobAdmin
+from django_retrytasks.admin.schedules import ScheduleAdmin
 from django_retrytasks.admin.workers import WorkerAdmin
 
-__all__ = ["JobAdmin", "WorkerAdmin", "duration_text", "relative_text"]
+__all__ = ["JobAdmin", "ScheduleAdmin", "WorkerAdmin", "duration_text", "relative_text"]

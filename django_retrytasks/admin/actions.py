@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
@@ -48,6 +48,19 @@ def report_action(
         )
 
 
+def record_in_history(
+    request: HttpRequest, changed: Sequence[Model], action: str, *, log_flag: int = CHANGE
+) -> None:
+    """Record an action in the admin history of each row it changed."""
+    if changed and request.user.pk is not None:  # the admin only lets staff in
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk,
+            queryset=changed,
+            action_flag=log_flag,
+            change_message=action,
+        )
+
+
 class JobActions(admin.ModelAdmin):
     """Retry now, Cancel, Abort and Delete (finished jobs only), each with its permission."""
 
@@ -81,13 +94,7 @@ class JobActions(admin.ModelAdmin):
         report = service(ids)
         report_action(request, action, done_text, report)
         changed = [jobs_by_id[job_id] for job_id in report.done if job_id in jobs_by_id]
-        if changed and request.user.pk is not None:  # the admin only lets staff in
-            LogEntry.objects.log_actions(
-                user_id=request.user.pk,
-                queryset=changed,
-                action_flag=log_flag,
-                change_message=action,
-            )
+        record_in_history(request, changed, action, log_flag=log_flag)
         return report
 
     @staticmethod

@@ -1,24 +1,25 @@
 """``manage.py retrytasks``: look at jobs and act on them from a shell.
 
-Subcommands: ``stats``, ``list``, ``show``, ``retry``, ``cancel``, ``prune``. Actions go
-through the same service functions as the admin, with the same checks; a job an action
-skips is reported with the reason, and the command then exits with status 1.
+Subcommands: ``stats``, ``list``, ``show``, ``retry``, ``cancel``, ``prune``, ``schedules``.
+Actions go through the same service functions as the admin, with the same checks; a job an
+action skips is reported with the reason, and the command then exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
-from django_retrytasks import display, heads, limits, stats
+from django_retrytasks import cron, display, heads, limits, periodic, stats, tasks
 from django_retrytasks.jobs import Status
 from django_retrytasks.management.commands.runworker import positive_int
-from django_retrytasks.models import Attempt, Job, JobStatus
+from django_retrytasks.models import Attempt, Job, JobStatus, Schedule
 from django_retrytasks.store import operations
 
 LIST_COLUMNS = ("id", "status", "task_name", "queue", "attempts", "scheduled_at", "finished_at")
@@ -74,8 +75,38 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+def schedule_overview(now: datetime) -> list[dict[str, Any]]:
+    """The schedules declared in code and those stored, with their state, next and last tick."""
+    declared = {item.key: item for item in periodic.declared_schedules(tasks.app)}
+    rows = {
+        (row.task_name, row.periodic_id): row for row in Schedule.objects.select_related("last_job")
+    }
+    found = []
+    for key in sorted(declared.keys() | rows.keys()):
+        schedule, row = declared.get(key), rows.get(key)
+        last_tick = row.last_tick if row is not None else None
+        last_job = row.last_job if row is not None else None
+        paused = row is not None and row.paused_at is not None
+        zone = schedule.zone() if schedule is not None else UTC
+        upcoming = [] if schedule is None or paused else schedule.upcoming(now, last_tick=last_tick)
+        found.append(
+            {
+                "task_name": key[0],
+                "periodic_id": key[1],
+                "cron": str(schedule.cron) if schedule is not None else None,
+                "timezone": schedule.zone_name if schedule is not None else None,
+                "state": "not declared" if schedule is None else "paused" if paused else "active",
+                "next_tick": cron.moment(upcoming[0], zone).isoformat() if upcoming else None,
+                "last_tick": cron.moment(last_tick, zone).isoformat() if last_tick else None,
+                "last_job_id": last_job.pk if last_job is not None else None,
+                "last_job_status": last_job.status if last_job is not None else None,
+            }
+        )
+    return found
+
+
 class Command(BaseCommand):
-    help = "Inspect and manage retrytasks jobs: stats, list, show, retry, cancel, prune."
+    help = "Inspect and manage retrytasks jobs: stats, list, show, retry, cancel, prune, schedules."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
@@ -132,6 +163,13 @@ class Command(BaseCommand):
         prune_parser.add_argument("--batch-size", type=positive_int, help="Jobs per transaction.")
         prune_parser.add_argument(
             "--dry-run", action="store_true", help="Only count what would be deleted."
+        )
+
+        schedules_parser = sub.add_parser(
+            "schedules", help="Periodic schedules: cron, time zone, state, next tick, last job."
+        )
+        schedules_parser.add_argument(
+            "--json", dest="as_json", action="store_true", help="Print JSON."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -268,6 +306,28 @@ class Command(BaseCommand):
         return limits.cut_start(
             attempt.traceback_tail, SHOWN["traceback"], length=attempt.traceback_length
         )
+
+    def handle_schedules(self, *, as_json: bool, **options: Any) -> None:
+        try:
+            found = schedule_overview(timezone.now())
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
+        if as_json:
+            self._print_json(found)
+            return
+        if not found:
+            self.stdout.write("No periodic schedules.")
+            return
+        for item in found:
+            name = item["task_name"] + (f"[{item['periodic_id']}]" if item["periodic_id"] else "")
+            job = (
+                f"#{item['last_job_id']} {item['last_job_status']}" if item["last_job_id"] else "-"
+            )
+            self._line(
+                f"{name} cron={item['cron'] or '-'} tz={item['timezone'] or '-'} {item['state']} "
+                f"next={item['next_tick'] or '-'} last_tick={item['last_tick'] or '-'} "
+                f"last_job={job}"
+            )
 
     # --- acting -------------------------------------------------------------------------
 
