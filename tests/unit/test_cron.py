@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from django_retrytasks import cron
 
+PERIODIC_DOCS = Path(__file__).resolve().parents[2] / "docs" / "periodic.md"
 PARIS = ZoneInfo("Europe/Paris")
 
 
@@ -97,7 +100,33 @@ def test_time_zones_are_iana_names() -> None:
         cron.zone(PARIS)
 
 
-# --- daylight saving time: croniter's rules ---------------------------------------------------------
+# --- daylight saving time: croniter's rules, as docs/periodic.md shows them ----------------------
+
+
+def documented_dst_examples() -> list[tuple[str, str, str, list[str]]]:
+    """The rows of the table in docs/periodic.md: cron, zone, counting from, the next ticks."""
+    text = PERIODIC_DOCS.read_text()
+    table = text[text.index("| cron | time zone |") :].split("\n\n")[0]
+    rows = []
+    for line in table.splitlines()[2:]:
+        expression, zone, after, ticks = (cell.strip() for cell in line.strip("|").split("|"))
+        rows.append((expression.strip("`"), zone, after, [t.strip() for t in ticks.split(",")]))
+    return rows
+
+
+def test_the_documented_examples_are_all_tested() -> None:
+    assert len(documented_dst_examples()) >= 8
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "after", "ticks"),
+    documented_dst_examples(),
+    ids=lambda value: re.sub(r"\W+", "-", str(value))[:30],
+)
+def test_daylight_saving_time_follows_the_documented_rules(
+    expression: str, zone: str, after: str, ticks: list[str]
+) -> None:
+    assert walk(expression, ZoneInfo(zone), at(after, ZoneInfo(zone)), len(ticks)) == ticks
 
 
 def test_spring_a_fixed_hour_in_the_gap_ticks_once_at_the_end_of_the_gap() -> None:
