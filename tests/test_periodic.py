@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django_retrytasks import App, RetryStrategy
 from django_retrytasks.models import Job, JobStatus, Schedule, ScheduleTick
 from django_retrytasks.periodic import declared_schedules
+from django_retrytasks.store import operations
 from django_retrytasks.store import periodic as store
 from django_retrytasks.store.periodic import TickResult
 from django_retrytasks.worker import Worker
@@ -357,3 +358,16 @@ def test_a_burst_worker_defers_the_due_ticks_and_runs_them_with_their_retries() 
     assert deferred_ticks() == minutes
     assert sorted(runs) == sorted((tick, attempts) for tick in minutes for attempts in (0, 1))
     assert set(Job.objects.values_list("status", "attempts")) == {(JobStatus.SUCCEEDED, 2)}
+
+
+def test_deleting_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
+    _, clock, role = started("* * * * *", timezone="UTC")
+    clock.advance(minutes=1)
+    [handled] = role.defer_due()
+    assert handled.job_id is not None
+    operations.cancel([handled.job_id])
+    assert operations.delete_finished([handled.job_id]).done == [handled.job_id]
+    row = Schedule.objects.get()
+    assert (row.last_job_id, row.last_tick) == (None, handled.tick)
+    clock.advance(minutes=1)
+    assert [h.result for h in role.defer_due()] == [TickResult.DEFERRED]
