@@ -194,10 +194,6 @@ class Worker:
             using=self.using,
         )
         self._heartbeat.start()
-        if self.periodic is not None and self.burst:
-            self.periodic.run_once()  # before the claims: the ticks due now run in this burst
-        elif self.periodic is not None:
-            self.periodic.start()
         logger.info(
             "Worker %s started: queues=%s concurrency=%s burst=%s periodic schedules=%s",
             self.name,
@@ -220,6 +216,10 @@ class Worker:
             runner.start()
             self._runners.append(runner)
         try:
+            if self.periodic is not None and self.burst:
+                self.periodic.run_once()  # before the claims: the ticks due now run in this burst
+            elif self.periodic is not None:
+                self.periodic.start()
             self.producer.run()
         finally:
             self.producer.stopping.set()
