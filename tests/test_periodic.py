@@ -371,3 +371,26 @@ def test_deleting_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
     assert (row.last_job_id, row.last_tick) == (None, handled.tick)
     clock.advance(minutes=1)
     assert [h.result for h in role.defer_due()] == [TickResult.DEFERRED]
+
+
+def test_periodic_ids_that_differ_only_in_case_are_two_schedules() -> None:
+    """Names compare exactly on every database (MariaDB's default collation folds case)."""
+    app = App()
+
+    @app.periodic(cron="* * * * *", periodic_id="Morning", timezone="UTC")
+    @app.periodic(cron="* * * * *", periodic_id="morning", timezone="UTC")
+    @app.periodic(cron="* * * * *", periodic_id="morning ", timezone="UTC")
+    @app.task(name="periodic.report")
+    def report(timestamp: int) -> None:
+        pass
+
+    clock = Clock(NOON)
+    role = deferrer(app, clock)
+    role.defer_due()
+    clock.advance(minutes=1)
+    assert [h.result for h in role.defer_due()] == [TickResult.DEFERRED] * 3
+    assert sorted(Schedule.objects.values_list("periodic_id", flat=True)) == [
+        "Morning",
+        "morning",
+        "morning ",
+    ]

@@ -1,13 +1,20 @@
 """Periodic schedules: a row per schedule declared in code (paused or not, its last tick and
 job) and the ticks deferred, one row per (schedule, tick) by a unique constraint, which is what
 keeps it to one job per tick however many workers defer. Plain tables and unique constraints
-on columns: the same on every database."""
+on columns, the same on every database; on MySQL and MariaDB a schedule's names compare byte
+for byte, as elsewhere (see ``_mysql.py``)."""
 
 from __future__ import annotations
 
 import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
+
+from django_retrytasks.migrations._mysql import (
+    mysql_only,
+    schedule_names_backwards,
+    schedule_names_forwards,
+)
 
 
 class Migration(migrations.Migration):
@@ -81,4 +88,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        mysql_only(schedule_names_forwards, schedule_names_backwards),
     ]

@@ -143,3 +143,23 @@ def scheduled_later_backwards(connection: Any) -> list[str]:
             ADD INDEX retrytasks_my_todo_idx (`status`, `priority` DESC, `id`),
             ADD INDEX retrytasks_my_todo_queue_idx (`status`, `queue`, `priority` DESC, `id`)""",
     ]
+
+
+# --- migration 0009 ---------------------------------------------------------------------------
+
+SCHEDULE = "django_retrytasks_schedule"
+
+
+def schedule_names_forwards(connection: Any) -> list[str]:
+    """A schedule is its task and ``periodic_id`` byte for byte: with the default collation
+    "Morning" and "morning" would be one row of the unique constraint."""
+    exact = exact_collation(connection)
+    return [
+        f"""ALTER TABLE {SCHEDULE}
+            MODIFY `task_name` varchar(255) CHARACTER SET utf8mb4 COLLATE {exact} NOT NULL,
+            MODIFY `periodic_id` varchar(128) CHARACTER SET utf8mb4 COLLATE {exact} NOT NULL"""
+    ]
+
+
+def schedule_names_backwards(connection: Any) -> list[str]:
+    return []  # the table goes with the migration's other steps
