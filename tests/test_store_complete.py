@@ -90,3 +90,15 @@ def test_a_second_outcome_gets_the_next_attempt_number(db: None, clock: Clock) -
 def test_every_column_of_an_attempt_is_written() -> None:
     columns = {field.column for field in Attempt._meta.local_concrete_fields if not field.primary_key}
     assert columns == {column for column, _ in ATTEMPT_VALUES}
+
+
+def test_an_outcome_stored_twice_is_stored_once(db: None, clock: Clock) -> None:
+    """A batch written again after its commit's reply was lost: fenced off, no second row."""
+    ids = noop.batch_defer({}, {})
+    first, second = store.claim_jobs(now=clock(), limit=2)
+    stored = [Completion(first, report(clock, "succeeded"), Succeed(1))]
+    assert store.complete(stored) == [True]
+    again = [*stored, Completion(second, report(clock, "succeeded"), Succeed(2))]
+    assert store.complete(again) == [False, True]
+    assert Attempt.objects.filter(job_id__in=ids).count() == 2
+    assert Attempt.objects.get(job_id=first.record.id).outcome == "succeeded"

@@ -239,31 +239,40 @@ def _insert_sql(count: int) -> str:
     return f"INSERT INTO {attempt} ({columns}) SELECT {values} FROM {rows_sql(count)}"
 
 
+class _NotAllMatched(Exception):
+    """The UPDATE matched fewer jobs than rows: undo it and take the careful way."""
+
+
 def complete_many(connection: Any, rows: Sequence[OutcomeRow]) -> set[int]:
     """Store the outcomes of ``rows``; return the ids of the jobs stored.
 
-    Two statements for all of them: the UPDATE of every job still running for its claim,
-    the INSERT of their attempts. A third, when the UPDATE matched fewer than all (rare: a
-    run recovered meanwhile), reads which ones it changed: there is no RETURNING.
+    Two statements for all of them when every job still runs for its claim (the common
+    case): the UPDATE, then the INSERT of their attempts. Otherwise (a run recovered
+    meanwhile, or an outcome already stored whose commit's reply was lost) the UPDATE is
+    undone and the jobs still running for their claims are locked and read first: without
+    RETURNING, a job the UPDATE left as it was cannot be told from one it changed.
     """
-    params = [value for row in rows for value in row]
-    with connection.cursor() as cursor:
-        cursor.execute(_update_sql(len(rows)), params)
-        matched = cursor.rowcount
-    stored = list(rows)
-    if matched != len(rows):
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(_update_sql(len(rows)), [value for row in rows for value in row])
+            if cursor.rowcount != len(rows):
+                raise _NotAllMatched
+    except _NotAllMatched:
         job = Job._meta.db_table
-        changed = execute(
+        running = execute(
             connection,
-            f"SELECT f.id FROM {rows_sql(len(rows))} JOIN {job} j ON j.id = f.id "
-            "AND j.status = f.status AND j.started_at = f.fence AND j.finished_at = f.finished_at",
-            params,
+            f"SELECT j.id FROM {rows_sql(len(rows))} JOIN {job} j ON j.id = f.id "
+            "AND j.status = 'doing' AND j.started_at = f.fence FOR UPDATE",
+            [value for row in rows for value in row],
         )
-        changed_ids = {job_id for (job_id,) in changed}
-        stored = [row for row in rows if row.id in changed_ids]
-    if stored:
-        execute(connection, _insert_sql(len(stored)), [value for row in stored for value in row])
-    return {row.id for row in stored}
+        still_running = {job_id for (job_id,) in running}
+        rows = [row for row in rows if row.id in still_running]
+        if not rows:
+            return set()
+        with connection.cursor() as cursor:
+            cursor.execute(_update_sql(len(rows)), [value for row in rows for value in row])
+    execute(connection, _insert_sql(len(rows)), [value for row in rows for value in row])
+    return {row.id for row in rows}
 
 
 def rows_sql(count: int) -> str:
