@@ -248,7 +248,6 @@ class Attempt(models.Model):
     class Meta:
         ordering = ["job_id", "number", "id"]
         indexes = [
-            models.Index("finished_at", "outcome", name="retrytasks_attempt_fin_idx"),
             # The admin's error type filter and its choices (the search has its own index,
             # see django_retrytasks.search_index, migration 0008).
             models.Index("error_type", "job", name="retrytasks_attempt_type_idx"),

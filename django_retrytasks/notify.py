@@ -59,3 +59,40 @@ def remove_triggers(apps: Any, schema_editor: Any) -> None:
         return
     for statement in DROP_TRIGGERS:
         schema_editor.execute(statement)
+
+
+#: Since migration 0010: one notification per queue per INSERT statement, not one per row
+#: (``batch_defer`` of thousands called the function thousands of times).
+INSERTED_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION django_retrytasks_notify_inserted() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', due.queue)
+    FROM (SELECT DISTINCT queue FROM inserted WHERE status = 'todo') AS due;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql
+"""
+INSERT_STATEMENT_TRIGGER = """
+CREATE TRIGGER django_retrytasks_notify_insert
+AFTER INSERT ON django_retrytasks_job
+REFERENCING NEW TABLE AS inserted
+FOR EACH STATEMENT EXECUTE FUNCTION django_retrytasks_notify_inserted()
+"""
+
+
+def notify_per_statement(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for statement in (DROP_TRIGGERS[0], INSERTED_FUNCTION, INSERT_STATEMENT_TRIGGER):
+        schema_editor.execute(statement)
+
+
+def notify_per_row(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for statement in (
+        DROP_TRIGGERS[0],
+        "DROP FUNCTION IF EXISTS django_retrytasks_notify_inserted()",
+        TRIGGERS[0],
+    ):
+        schema_editor.execute(statement)

@@ -141,11 +141,75 @@ POSTGRES_DROP = f"""
 DROP INDEX IF EXISTS retrytasks_job_search_idx;
 DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_insert ON {ATTEMPT_TABLE};
 DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_change ON {ATTEMPT_TABLE};
+DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_delete ON {ATTEMPT_TABLE};
+DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_inserted();
+DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_deleted();
 DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_truncate ON {ATTEMPT_TABLE};
 DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_sync();
 DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_clear();
 DROP TABLE IF EXISTS {SEARCH_TABLE};
 """
+
+# Since migration 0010: attempts stored or deleted many at once (the worker stores outcomes in
+# batches, retention deletes in batches) keep their documents in step with one statement per
+# statement, not a function call per row. Changes of an attempt's error stay per row (rare).
+POSTGRES_PER_STATEMENT = f"""
+CREATE OR REPLACE FUNCTION django_retrytasks_attempt_search_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {SEARCH_TABLE} (attempt_id, job_id, body)
+        SELECT a.id, a.job_id, {attempt_document("j", "a")}
+        FROM inserted a JOIN {JOB_TABLE} j ON j.id = a.job_id
+        WHERE {HAS_ERROR.format(row="a")};
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION django_retrytasks_attempt_search_deleted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM {SEARCH_TABLE} WHERE attempt_id IN (SELECT id FROM deleted);
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_insert ON {ATTEMPT_TABLE};
+DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_change ON {ATTEMPT_TABLE};
+CREATE TRIGGER django_retrytasks_attempt_search_insert AFTER INSERT ON {ATTEMPT_TABLE}
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION django_retrytasks_attempt_search_inserted();
+CREATE TRIGGER django_retrytasks_attempt_search_delete AFTER DELETE ON {ATTEMPT_TABLE}
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION django_retrytasks_attempt_search_deleted();
+CREATE TRIGGER django_retrytasks_attempt_search_change
+    AFTER UPDATE OF error_type, error_message, job_id ON {ATTEMPT_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
+"""
+
+POSTGRES_PER_ROW = f"""
+DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_insert ON {ATTEMPT_TABLE};
+DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_delete ON {ATTEMPT_TABLE};
+DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_change ON {ATTEMPT_TABLE};
+DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_inserted();
+DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_deleted();
+CREATE TRIGGER django_retrytasks_attempt_search_insert AFTER INSERT ON {ATTEMPT_TABLE}
+    FOR EACH ROW WHEN {HAS_ERROR.format(row="NEW")}
+    EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
+CREATE TRIGGER django_retrytasks_attempt_search_change
+    AFTER UPDATE OF error_type, error_message, job_id OR DELETE ON {ATTEMPT_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
+"""
+
+
+def sync_per_statement(apps: Any, schema_editor: Any) -> None:
+    """Migration 0010 forwards (PostgreSQL only)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(POSTGRES_PER_STATEMENT, params=None)
+
+
+def sync_per_row(apps: Any, schema_editor: Any) -> None:
+    """Migration 0010 backwards (PostgreSQL only)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(POSTGRES_PER_ROW, params=None)
+
 
 # --- SQLite -----------------------------------------------------------------------------------
 
