@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,8 @@ if os.environ.get("LISTEN_DATABASE_URL"):
     RETRYTASKS_LISTEN_DATABASE = "listen"
 
 # Imported at start-up besides each app's tasks.py: a job row never makes a module import.
-RETRYTASKS_TASK_MODULES = ["testproject.demo.djangotasks_lazy"]
+# A django.tasks module, so not on Django 5.2, which has no django.tasks.
+RETRYTASKS_TASK_MODULES = ["testproject.demo.djangotasks_lazy"] if django.VERSION >= (6, 0) else []
 
 LOGGING = {
     "version": 1,
