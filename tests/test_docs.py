@@ -17,7 +17,9 @@ from django.contrib.auth.models import User
 from django.core.management import load_command_class
 from django.test import Client, override_settings
 
+from django_retrytasks import app
 from django_retrytasks.conf import get_settings
+from django_retrytasks.exceptions import ArgumentsTooLarge
 from django_retrytasks.models import Job
 from django_retrytasks.testing import JobRunner
 
@@ -210,3 +212,24 @@ def test_the_async_guide_examples_run(clock: Clock) -> None:
     [failed, succeeded] = job.attempt_history.order_by("number")
     assert (failed.error_type, succeeded.outcome) == ("ConnectionError", "succeeded")
     assert (failed.retry_at - failed.finished_at).total_seconds() == pytest.approx(5, abs=1)
+
+
+LIMITS = "docs/limits.md"
+
+
+@app.task(name="docs.noop_with_payload")
+def noop_with_payload(payload: str) -> None:
+    """A task whose argument can be as large as a test needs."""
+
+
+@pytest.mark.django_db
+def test_the_limits_page_setting_lets_larger_arguments_through() -> None:
+    namespace: dict[str, Any] = {}
+    [block] = python_blocks(LIMITS, "`RETRYTASKS_MAX_ARGUMENTS_SIZE`")
+    exec(compiled(LIMITS, block), namespace)
+    two_mib = "x" * (2 * 1024 * 1024)
+    with pytest.raises(ArgumentsTooLarge):
+        noop_with_payload.defer(payload=two_mib)
+    with override_settings(**namespace):
+        job_id = noop_with_payload.defer(payload=two_mib)
+    assert len(Job.objects.get(pk=job_id).task_kwargs["payload"]) == len(two_mib)
