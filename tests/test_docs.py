@@ -233,3 +233,20 @@ def test_the_limits_page_setting_lets_larger_arguments_through() -> None:
     with override_settings(**namespace):
         job_id = noop_with_payload.defer(payload=two_mib)
     assert len(Job.objects.get(pk=job_id).task_kwargs["payload"]) == len(two_mib)
+
+
+DEPLOYMENT = "docs/howto/deployment.md"
+
+
+def test_the_pgbouncer_settings_give_the_listener_a_direct_connection() -> None:
+    from django.db.utils import ConnectionHandler
+
+    namespace: dict[str, Any] = {}
+    [block] = python_blocks(DEPLOYMENT, "Behind PgBouncer")
+    exec(compiled(DEPLOYMENT, block), namespace)
+    handler = ConnectionHandler(namespace["DATABASES"])
+    pooled, direct = handler["default"], handler[namespace["RETRYTASKS_LISTEN_DATABASE"]]
+    assert pooled.vendor == direct.vendor == "postgresql"
+    assert pooled.settings_dict["DISABLE_SERVER_SIDE_CURSORS"]
+    assert pooled.settings_dict["PORT"] != direct.settings_dict["PORT"]
+    assert direct.settings_dict["TEST"]["MIRROR"] == "default"
