@@ -82,7 +82,7 @@ def tests(session: nox.Session, django: str) -> None:
     )
     answered = (
         subprocess.run(
-            [Path(session.bin) / "python", "-m", "tests.pg_available", pg_url], check=False
+            [Path(session.bin) / "python", "-m", "tests.server_available", pg_url], check=False
         ).returncode
         == 0
     )
