@@ -1,45 +1,52 @@
 """The ``RETRYTASKS_*`` settings, with typed defaults; none is required.
 
-=================================  =============================================  ===========================
-setting                            meaning                                        default
-=================================  =============================================  ===========================
-``RETRYTASKS_RETENTION``           how long finished jobs are kept, by state;     succeeded 7 days,
-                                   ``None`` keeps them for ever. Cancelled and    failed 30 days
-                                   aborted jobs follow ``"failed"`` unless given
-``RETRYTASKS_PRUNE_INTERVAL``      seconds between the worker's own prunes        ``None`` (the worker
-                                   (``None``: only ``retrytasks prune`` prunes)   does not prune)
-``RETRYTASKS_PRUNE_BATCH_SIZE``    jobs deleted per transaction when pruning      500
-``RETRYTASKS_MAX_SNOOZES``         snoozes a job may take before a snooze counts  100
-                                   as a failure (a task's ``max_snoozes`` wins)
-``RETRYTASKS_HEARTBEAT_INTERVAL``  seconds between a worker's heartbeats (each     10
-                                   also looks for runs lost with dead workers)
-``RETRYTASKS_HEARTBEAT_TIMEOUT``   seconds of silence after which a worker is      60
-                                   taken for dead and its running jobs recovered
-``RETRYTASKS_MAX_CONSECUTIVE_      runs in a row lost with their worker after      3
-LOSSES``                           which a job is held (``None``: never held)
-``RETRYTASKS_TASK_MODULES``        modules to import at start-up, besides every    ``[]``
-                                   installed app's ``tasks``: their tasks run
-``RETRYTASKS_MAX_ARGUMENTS_SIZE``  bytes of a job's arguments as compact UTF-8     1,048,576 (1 MiB)
-                                   JSON; ``defer()`` refuses larger ones
-                                   (``ArgumentsTooLarge``, docs/limits.md)
-``RETRYTASKS_LISTEN_DATABASE``     the alias of a database connection straight    ``None`` (the worker's
-                                   to PostgreSQL, for LISTEN, when the worker's   own; never through a
-                                   own goes through a connection pooler           pooler)
-``RETRYTASKS_SQLITE_WAL``          switch the SQLite databases the app writes to  ``True``
-                                   to WAL (read by ``apps.py``; ``False`` leaves
-                                   every journal mode alone)
-``RETRYTASKS_WATCH_INTERVAL``      seconds between an idle worker's looks for      ``None``: 0.01 on
-                                   jobs other processes stored, on databases       SQLite, 0.02 on
-                                   without NOTIFY (SQLite, MariaDB, MySQL)         MariaDB and MySQL
-``RETRYTASKS_PERIODIC_MAX_DELAY``  seconds a periodic tick may be late and still   600
-                                   be deferred (missed while no worker ran);
-                                   older ticks are skipped and logged
-``RETRYTASKS_PERIODIC_TASKS``      schedules declared without a decorator, such   ``[]``
-                                   as of ``django.tasks`` tasks: dicts with
-                                   ``task``, ``cron`` and optionally
-                                   ``periodic_id``, ``kwargs``, ``timezone``
-                                   (docs/periodic.md)
-=================================  =============================================  ===========================
+======================================  ==========================================  ======================
+setting                                 meaning                                     default
+======================================  ==========================================  ======================
+``RETRYTASKS_RETENTION``                how long finished jobs are kept, by state;  succeeded 7 days,
+                                        ``None`` keeps them for ever. Cancelled     failed 30 days
+                                        and aborted jobs follow ``"failed"``
+                                        unless given
+``RETRYTASKS_PRUNE_INTERVAL``           seconds between the worker's own prunes     ``None`` (the worker
+                                        (``None``: only ``retrytasks prune``        does not prune)
+                                        prunes)
+``RETRYTASKS_PRUNE_BATCH_SIZE``         jobs deleted per transaction when pruning   500
+``RETRYTASKS_MAX_SNOOZES``              snoozes a job may take before a snooze      100
+                                        counts as a failure (a task's
+                                        ``max_snoozes`` wins)
+``RETRYTASKS_HEARTBEAT_INTERVAL``       seconds between a worker's heartbeats       10
+                                        (each also looks for runs lost with dead
+                                        workers)
+``RETRYTASKS_HEARTBEAT_TIMEOUT``        seconds of silence after which a worker is  60
+                                        taken for dead and its running jobs
+                                        recovered
+``RETRYTASKS_MAX_CONSECUTIVE_LOSSES``   runs in a row lost with their worker after  3
+                                        which a job is held (``None``: never held)
+``RETRYTASKS_TASK_MODULES``             modules to import at start-up, besides      ``[]``
+                                        every installed app's ``tasks``: their
+                                        tasks run
+``RETRYTASKS_MAX_ARGUMENTS_SIZE``       bytes of a job's arguments as compact       1,048,576 (1 MiB)
+                                        UTF-8 JSON; ``defer()`` refuses larger
+                                        ones (``ArgumentsTooLarge``,
+                                        docs/limits.md)
+``RETRYTASKS_LISTEN_DATABASE``          the alias of a database connection          ``None`` (the worker's
+                                        straight to PostgreSQL, for LISTEN, when    own; never through a
+                                        the worker's own goes through a pooler      pooler)
+``RETRYTASKS_SQLITE_WAL``               switch the SQLite databases the app writes  ``True``
+                                        to to WAL (read by ``apps.py``; ``False``
+                                        leaves every journal mode alone)
+``RETRYTASKS_WATCH_INTERVAL``           seconds between an idle worker's looks for  ``None``: 0.01 on
+                                        jobs other processes stored, on databases   SQLite, 0.02 on
+                                        without NOTIFY (SQLite, MariaDB, MySQL)     MariaDB and MySQL
+``RETRYTASKS_PERIODIC_MAX_DELAY``       seconds a periodic tick may be late and     600
+                                        still be deferred (missed while no worker
+                                        ran); older ticks are skipped and logged
+``RETRYTASKS_PERIODIC_TASKS``           schedules declared without a decorator,     ``[]``
+                                        such as of ``django.tasks`` tasks: dicts
+                                        with ``task``, ``cron`` and optionally
+                                        ``periodic_id``, ``kwargs``, ``timezone``
+                                        (docs/periodic.md)
+======================================  ==========================================  ======================
 
 Settings are read when used, so ``override_settings`` works in tests. A value of the wrong
 type raises ``ImproperlyConfigured`` naming the setting, and the system check

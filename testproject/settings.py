@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+
+import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,41 +60,16 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
-def database_from_url(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        name = unquote(parts.path[1:] if parts.path.startswith("//") else parts.path)
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name or BASE_DIR / "db.sqlite3"}
-    if parts.scheme in ("postgres", "postgresql"):
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")) or "postgres",
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-        }
-    if parts.scheme in ("mysql", "mariadb"):
-        return {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": unquote(parts.path.lstrip("/")) or "retrytasks",
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-            "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
-        }
-    raise ValueError(
-        f"DATABASE_URL must start with sqlite://, postgres:// or mysql://, got {url!r}"
-    )
-
-
+# DATABASE_URL chooses the database (dj-database-url reads it); unset or empty, SQLite in a file.
 DATABASES = {
-    "default": database_from_url(os.environ["DATABASE_URL"])
-    if os.environ.get("DATABASE_URL")
-    else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+    ),
 }
+if str(DATABASES["default"]["ENGINE"]).endswith("mysql"):
+    # MariaDB and MySQL: four-byte UTF-8, as every other database stores text.
+    DATABASES["default"]["OPTIONS"] = {"charset": "utf8mb4"}
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
 if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):
     # Tests use a file so that worker threads and subprocesses see the same database.
     DATABASES["default"]["TEST"] = {
@@ -115,13 +91,14 @@ if os.environ.get("DATABASE_POOLED") == "1":
 if os.environ.get("LISTEN_DATABASE_URL"):
     # A connection straight to PostgreSQL for the workers' LISTEN (the tests' own database).
     DATABASES["listen"] = {
-        **database_from_url(os.environ["LISTEN_DATABASE_URL"]),
+        **dj_database_url.parse(os.environ["LISTEN_DATABASE_URL"]),
         "TEST": {"MIRROR": "default"},
     }
     RETRYTASKS_LISTEN_DATABASE = "listen"
 
 # Imported at start-up besides each app's tasks.py: a job row never makes a module import.
-RETRYTASKS_TASK_MODULES = ["testproject.demo.djangotasks_lazy"]
+# A django.tasks module, so not on Django 5.2, which has no django.tasks.
+RETRYTASKS_TASK_MODULES = ["testproject.demo.djangotasks_lazy"] if django.VERSION >= (6, 0) else []
 
 LOGGING = {
     "version": 1,

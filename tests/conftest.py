@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import django
 import pytest
 from django.db import connection
 
@@ -27,6 +28,48 @@ def pytest_ignore_collect(collection_path: Path, config: Any) -> bool | None:
     if collection_path.name == "test_pgbouncer.py" and not BEHIND_A_POOLER:
         return True
     return None
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+# Tests that only make sense on some Django versions are left out of collection elsewhere,
+# never skipped: under CI=true a skipped test is a failure (see pytest_runtest_makereport).
+collect_ignore = []
+if django.VERSION < (6, 1):
+    # Their tasks use @task(retry=...), which Django 6.1 added (django.tasks itself is 6.0).
+    collect_ignore += ["test_djangotasks.py", "test_djangotasks_limits.py", "test_boundary.py"]
+if not (6, 0) <= django.VERSION < (6, 1):
+    collect_ignore.append("test_djangotasks_60.py")
+if django.VERSION >= (6, 0):
+    collect_ignore.append("test_django52.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out tests marked ``needs_django(major, minor)`` on an older Django."""
+    too_new = [
+        item
+        for item in items
+        if (marker := item.get_closest_marker("needs_django")) and marker.args > django.VERSION[:2]
+    ]
+    if too_new:
+        config.hook.pytest_deselected(items=too_new)
+        items[:] = [item for item in items if item not in too_new]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    report = yield
+    if IN_CI and report.skipped:  # a module that skips itself as a whole
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where nothing may be skipped: {report.longrepr}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where nothing may be skipped: {report.longrepr}"
+    return report
 
 
 class Clock:

@@ -622,6 +622,7 @@ def run_job_page_action(client: Client, action: str, job_id: int) -> Any:
     )
 
 
+@pytest.mark.needs_django(6, 1)  # actions on the change page came with 6.1
 def test_the_job_page_offers_the_actions_the_user_may_run(
     django_user_model: type[User], jobs: JobsInEveryState
 ) -> None:
@@ -645,6 +646,7 @@ def staff_with_name(django_user_model: type[User], name: str, *codenames: str) -
     return client
 
 
+@pytest.mark.needs_django(6, 1)  # actions on the change page came with 6.1
 def test_retry_now_and_delete_from_the_job_page(
     admin_client: Client, jobs: JobsInEveryState
 ) -> None:

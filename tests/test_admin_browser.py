@@ -1,6 +1,8 @@
 """The admin in a real browser: headless Chromium drives the operator's path end to end.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them when missing).
+Needs Debian's ``chromium`` and ``chromium-driver``: ``make test`` installs them when it can
+(``.ci/ensure-chromium``: as root, with apt). Without them the test is skipped with a notice,
+except under ``CI=true``, where a skipped test would hide a defect and it fails instead.
 Screenshots of every step are kept under ``test-artifacts/admin/``; with
 ``RETRYTASKS_UPDATE_SCREENSHOTS=1`` the list and the dashboard are also copied to
 ``docs/img/`` for the README.
@@ -49,10 +51,13 @@ def find_binary(*names: str) -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise RuntimeError(
+    missing = (
         f"none of {', '.join(names)} is installed: run "
-        "`apt-get install -y chromium chromium-driver` (what .ci/run does)"
+        "`apt-get install -y chromium chromium-driver` (what `make test` does as root)"
     )
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(f"CI must run the browser test, but {missing}", pytrace=False)
+    pytest.skip(f"NOTICE: the admin's browser test did not run: {missing}")
 
 
 @pytest.fixture(scope="module")

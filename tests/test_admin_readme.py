@@ -1,4 +1,4 @@
-"""The Python examples of the README's Admin section run as written."""
+"""The Python examples of the admin guide (docs/howto/admin.md) run as written."""
 
 from __future__ import annotations
 
@@ -12,17 +12,19 @@ from django_retrytasks.models import Job, JobStatus, Outcome
 from django_retrytasks.store import operations
 
 from .conftest import Clock, run_claim
-from .test_readme import python_blocks
+from .docs_examples import compiled, python_blocks
 
 pytestmark = pytest.mark.django_db
+
+ADMIN_GUIDE = "docs/howto/admin.md"
 
 
 @pytest.fixture(scope="module")
 def readme() -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "readme_admin"}
-    reindex_example, group_example = python_blocks("Admin")
-    exec(compile(reindex_example, "README.md", "exec"), namespace)
-    namespace["group_example"] = compile(group_example, "README.md", "exec")
+    reindex_example, group_example = python_blocks(ADMIN_GUIDE)
+    exec(compiled(ADMIN_GUIDE, reindex_example), namespace)
+    namespace["group_example"] = compiled(ADMIN_GUIDE, group_example)
     return namespace
 
 

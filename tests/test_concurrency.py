@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from testproject.demo.concurrency_tasks import (
 )
 
 from .conftest import BEHIND_A_POOLER, ROOT, Clock, database_url, run_claim
+from .docs_examples import compiled, python_blocks
 
 LOCK_GROUPS = 8
 JOBS_PER_LOCK_GROUP = 40
@@ -507,19 +507,16 @@ def test_an_idle_worker_without_notify_sees_jobs_of_other_processes() -> None:
     assert time.monotonic() - started < 5
 
 
-# --- the README's examples -----------------------------------------------------------------------
+# --- the guides' examples ----------------------------------------------------------------------
+
+RULES_GUIDE = "docs/howto/locks-priorities.md"
+DEPLOYMENT_GUIDE = "docs/howto/deployment.md"
 
 
-def readme_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("\n## Several workers and what each database guarantees\n")
-    end = text.index("\n## ", start + 1)
-    return re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
-
-
-def test_the_readme_rules_example_runs(db: None, clock: Clock) -> None:
+def test_the_guides_rules_example_runs(db: None, clock: Clock) -> None:
     namespace: dict[str, Any] = {"__name__": "readme_concurrency"}
-    exec(compile(readme_blocks()[0], "README.md", "exec"), namespace)
+    [rules] = python_blocks(RULES_GUIDE, "The rules")
+    exec(compiled(RULES_GUIDE, rules), namespace)
     jobs = list(Job.objects.filter(task_name="readme_concurrency.sync_customer").order_by("id"))
     assert [job.task_kwargs["customer_id"] for job in jobs] == [1, 2, 3, 4, 5]
     assert [job.lock for job in jobs] == [None, "crm-api", "crm-api", "crm-api", None]
@@ -540,11 +537,12 @@ def wrapper_settings(database: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> None:
+def test_the_guides_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> None:
     from django.db.backends.sqlite3.base import DatabaseWrapper
 
     namespace: dict[str, Any] = {"BASE_DIR": tmp_path}
-    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
+    [sqlite_settings] = python_blocks(DEPLOYMENT_GUIDE, "SQLite in production")
+    exec(compiled(DEPLOYMENT_GUIDE, sqlite_settings), namespace)
     settings = wrapper_settings(namespace["DATABASES"]["default"])
     wrapper = DatabaseWrapper(settings)
     try:
@@ -558,20 +556,20 @@ def test_the_readme_sqlite_settings_are_accepted(db: None, tmp_path: Path) -> No
 
 
 def test_the_mariadb_docs_settings_are_accepted(db: None) -> None:
+    [settings_block] = python_blocks("docs/mariadb.md")
+    namespace: dict[str, Any] = {}
+    exec(compiled("docs/mariadb.md", settings_block), namespace)
+    settings = wrapper_settings(namespace["DATABASES"]["default"])
+    assert settings["ENGINE"] == "django.db.backends.mysql"
+    assert settings["OPTIONS"]["charset"] == "utf8mb4"
+    if connection.vendor != "mysql":
+        return  # the MariaDB pass connects with them (its driver may be missing elsewhere)
     from django.db.backends.mysql.base import DatabaseWrapper
 
-    text = (ROOT / "docs" / "mariadb.md").read_text()
-    [settings_block] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    namespace: dict[str, Any] = {}
-    exec(compile(settings_block, "docs/mariadb.md", "exec"), namespace)
-    settings = wrapper_settings(namespace["DATABASES"]["default"])
-    if connection.vendor == "mysql":  # the suite's own server and database, else as written
-        for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
-            settings[key] = connection.settings_dict[key]
+    for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):  # the suite's own server
+        settings[key] = connection.settings_dict[key]
     wrapper = DatabaseWrapper(settings)
     assert wrapper.get_connection_params()["charset"] == "utf8mb4"
-    if connection.vendor != "mysql":
-        return
     try:
         with wrapper.cursor() as cursor:
             cursor.execute(

@@ -38,7 +38,7 @@ from django_retrytasks.worker import Worker as JobWorker
 from django_retrytasks.worker.heartbeat import heartbeat_settings, max_consecutive_losses_setting
 from testproject.demo import faults_tasks, tasks
 from tests.conftest import ROOT, Clock, database_url, manage
-from tests.test_readme import python_blocks
+from tests.docs_examples import compiled, python_blocks
 
 ON_POSTGRES = str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql")
 ON_MYSQL = str(settings.DATABASES["default"]["ENGINE"]).endswith("mysql")
@@ -451,10 +451,11 @@ def test_runworker_rejects_a_timeout_shorter_than_the_interval() -> None:
 # --- task timeouts -----------------------------------------------------------------------------
 
 
-def test_the_readme_timeout_example_runs() -> None:
+def test_the_guides_timeout_example_runs() -> None:
     namespace: dict[str, Any] = {"__name__": "readme"}
-    for block in python_blocks("Operations: shutdown, recovery, outages, at least once"):
-        exec(compile(block, "README.md", "exec"), namespace)
+    guide = "docs/howto/deployment.md"
+    for block in python_blocks(guide, "Task timeouts"):
+        exec(compiled(guide, block), namespace)
     import_feed = namespace["import_feed"]
     assert (import_feed.timeout, import_feed.retry.max_attempts) == (30, 3)
 

@@ -1,4 +1,4 @@
-"""The Python examples of the README's operations and testing sections run as written."""
+"""The Python examples on hooks, signals, logs, monitoring, retention and testing run as written."""
 
 from __future__ import annotations
 
@@ -16,19 +16,33 @@ from django_retrytasks.models import Job
 from django_retrytasks.testing import JobRunner
 
 from .conftest import Clock
-from .test_readme import python_blocks
+from .docs_examples import compiled, python_blocks
 
 pytestmark = pytest.mark.django_db
 
-OPS = "Hooks, signals, logs, metrics, retention and the command line"
-TESTING = "Testing your own code"
+# In the order they build on each other: the signals' receivers listen to charge_card.
+PAGES = (
+    (
+        "docs/howto/retries.md",
+        (
+            "Alert only when the last attempt fails: `on_final_failure`",
+            "Control from inside a task: snooze and give up",
+            "Time budgets and `Retry-After`",
+        ),
+    ),
+    ("docs/reference/signals.md", ()),
+    ("docs/reference/logging.md", ()),
+    ("docs/howto/deployment.md", ("Monitoring", "Retention")),
+    ("docs/howto/testing.md", ()),
+)
 
 
 @pytest.fixture(scope="module")
 def readme() -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "readme_ops"}
-    for block in python_blocks(OPS, TESTING):
-        exec(compile(block, "README.md", "exec"), namespace)
+    for page, sections in PAGES:
+        for block in python_blocks(page, *sections):
+            exec(compiled(page, block), namespace)
     return namespace
 
 

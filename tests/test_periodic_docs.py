@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import types
 from collections.abc import Iterator
@@ -22,22 +21,23 @@ from django_retrytasks.store import periodic as store
 from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker.periodic import PeriodicDeferrer
 from tests.conftest import Clock
+from tests.docs_examples import python_blocks
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "periodic.md"
 MODULE = "periodic_docs"
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.DOTALL)
+def periodic_blocks() -> list[str]:
+    return python_blocks("docs/periodic.md")
 
 
 def blocks_with(text: str) -> list[str]:
-    return [block for block in python_blocks() if text in block]
+    return [block for block in periodic_blocks() if text in block]
 
 
 def test_every_python_example_is_run_here() -> None:
     run_here = blocks_with("@app.periodic") + blocks_with("RETRYTASKS_") + blocks_with("@task")
-    assert sorted(run_here) == sorted(python_blocks())
+    assert sorted(run_here) == sorted(periodic_blocks())
 
 
 @pytest.fixture

@@ -1,10 +1,8 @@
-"""The README's Python examples run as written."""
+"""The README's quick start and the guides to tasks and retries run as written."""
 
 from __future__ import annotations
 
 import random
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,30 +11,27 @@ from django_retrytasks import RetryStrategy, app
 from django_retrytasks.models import Job
 from django_retrytasks.testing import run_due_jobs
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from .docs_examples import compiled, python_blocks
 
-
-def python_blocks(*sections: str) -> list[str]:
-    text = README.read_text()
-    blocks = []
-    for section in sections:
-        start = text.index(f"\n## {section}\n")
-        end = text.find("\n## ", start + 1)
-        blocks += re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
-    return blocks
+PAGES = (
+    ("README.md", ("Quick start in your own project",)),
+    ("docs/howto/tasks.md", ()),
+    ("docs/howto/retries.md", ()),
+)
 
 
 @pytest.mark.django_db
-def test_quick_start_and_retry_guide_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_start_tasks_and_retry_guide_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
     namespace: dict[str, Any] = {"__name__": "readme"}
-    for block in python_blocks("Quick start in your own project", "Retries"):
-        exec(compile(block, str(README), "exec"), namespace)
+    for page, sections in PAGES:
+        for block in python_blocks(page, *sections):
+            exec(compiled(page, block), namespace)
 
     assert namespace["flaky_task"].retry == RetryStrategy(max_attempts=5)
     assert namespace["flaky_task_forever"].retry == RetryStrategy()
     assert namespace["my_other_task"].retry.wait == 5
     assert app.tasks["readme.send_invoice"] is namespace["send_invoice"]
-    # The quick start and "Tasks and deferring" deferred six invoices; run them.
+    # The quick start deferred one invoice, the tasks guide five more; run them.
     assert Job.objects.filter(task_name="readme.send_invoice").count() == 6
     monkeypatch.setattr(random, "random", lambda: 0.95)
     namespace["random_retry_task"].defer()

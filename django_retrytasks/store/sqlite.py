@@ -50,6 +50,7 @@ def claim_sql(queues: tuple[str, ...] | None, columns: tuple[str, ...]) -> str:
             )
         ))"""
     index_hint = ""
+    # The flag is tested in both spellings: see promote_due_jobs.
     if not queues or len(queues) == 1:
         # Without statistics SQLite would sort every waiting job for each claim: walk the
         # partial index that is already in claiming order instead.
@@ -64,7 +65,7 @@ def claim_sql(queues: tuple[str, ...] | None, columns: tuple[str, ...]) -> str:
             SELECT due.id, row_number() OVER (ORDER BY due.priority DESC, due.id) AS rank
             FROM (
                 SELECT j.id, j.priority FROM {table} j {index_hint}
-                WHERE j.status = 'todo' AND j.scheduled_later = 0
+                WHERE j.status = 'todo' AND j.scheduled_later = 0 AND NOT j.scheduled_later
                   AND (j.scheduled_at IS NULL OR j.scheduled_at <= %s)
                   {queue_filter}
                   {lock_filter}
@@ -91,9 +92,13 @@ def promote_due_jobs(connection: Any, moment: Any) -> None:
     PostgreSQL's claim function does the same itself.
     """
     table = Job._meta.db_table
+    # Both spellings of the flag: SQLite uses a partial index only when the query repeats
+    # its condition's terms, and Django writes that condition as "scheduled_later" = 1
+    # (6.0 on) or as a bare "scheduled_later" (5.2): the index keeps the spelling of the
+    # Django that ran the migration.
     later = f"""
         SELECT id FROM {table} INDEXED BY retrytasks_later_idx
-        WHERE status = 'todo' AND scheduled_later = 1"""
+        WHERE status = 'todo' AND scheduled_later = 1 AND scheduled_later"""
     for due, params in ((" AND scheduled_at <= %s", [moment]), (" AND scheduled_at IS NULL", [])):
         if fetch_all(connection, later + due + " LIMIT 1", params):
             fetch_all(
