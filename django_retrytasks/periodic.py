@@ -198,5 +198,8 @@ def _from_setting(app: App, entry: Mapping[str, Any]) -> PeriodicSchedule:
     try:
         from django_retrytasks.backends.periodic import django_task_schedule
     except ImportError:  # Django < 6.0: no django.tasks
-        raise ValueError(f"no task is registered under the name {name!r}") from None
+        raise ValueError(
+            f"{name!r} is neither an app.task task's name nor a django.tasks task (this "
+            "Django has no django.tasks)"
+        ) from None
     return django_task_schedule(name, **options)

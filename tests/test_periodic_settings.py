@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import django
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -17,9 +16,8 @@ from django_retrytasks.testing import run_due_jobs
 from django_retrytasks.worker.periodic import PeriodicDeferrer
 from tests.conftest import Clock
 
-needs_django_tasks = pytest.mark.skipif(
-    django.VERSION < (6, 1), reason="the test project's django.tasks tasks need Django 6.1"
-)
+# The test project's django.tasks tasks need Django 6.1: left out before (see conftest.py).
+needs_django_tasks = pytest.mark.needs_django(6, 1)
 ECHO = "testproject.demo.djangotasks_django.echo"
 START = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
 
