@@ -107,7 +107,7 @@ def myapp_tasks() -> Iterator[types.ModuleType]:
     del sys.modules["myapp.tasks"]
 
 
-@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks came with Django 6.0")
+@pytest.mark.needs_django(6, 0)  # django.tasks came with Django 6.0
 @pytest.mark.django_db
 def test_the_django_tasks_example_schedules_and_runs(
     myapp_tasks: types.ModuleType, settings: Any
