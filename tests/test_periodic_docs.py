@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
