@@ -3,8 +3,8 @@
 A run's outcome is written only while its job is still ``doing`` for the same claim
 (``status`` and ``started_at``), so the outcome of a run whose job was recovered
 meanwhile never overwrites what the recovery wrote. Many completions go in one
-transaction: one statement for all of them on PostgreSQL, two a run on SQLite, two or three
-for all of them on MySQL and MariaDB.
+transaction: one statement for all of them on PostgreSQL, two on SQLite, two or three on
+MySQL and MariaDB.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from django_retrytasks.store.rows import (
     OutcomeRow,
     default_literals,
 )
-from django_retrytasks.store.sql import fetch_all
+from django_retrytasks.store.sql import execute, fetch_all
 
 
 @functools.lru_cache(maxsize=64)
@@ -108,35 +108,46 @@ def promote_due_jobs(connection: Any, moment: Any) -> None:
             )
 
 
-@functools.cache
-def _complete_sql() -> tuple[str, str]:
+#: Outcomes per statement: 22 parameters each, far below SQLite's 32,766.
+_OUTCOME_ROWS = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _complete_sql(count: int) -> tuple[str, str]:
+    """The UPDATE of ``count`` jobs and the INSERT of their attempts, each over the rows
+    ``f`` given once as a VALUES list."""
     job, attempt = Job._meta.db_table, Attempt._meta.db_table
-    row = "(SELECT " + ", ".join(f"%s AS {name}" for name in OutcomeRow._fields) + ") AS f"
+    one = "(" + ", ".join(["%s"] * len(OutcomeRow._fields)) + ")"
+    rows = f"WITH f({', '.join(OutcomeRow._fields)}) AS (VALUES {', '.join([one] * count)}) "
     assignments = ", ".join(
         f"{column} = {expression.format(return_value='f.return_value')}"
         for column, expression in JOB_ASSIGNMENTS
     )
+    # RETURNING may name only the updated table's columns: ``id`` is the job's.
     update = (
-        f"UPDATE {job} AS j SET {assignments} FROM {row} "
-        "WHERE j.id = f.id AND j.status = 'doing' AND j.started_at = f.fence"
+        f"{rows}UPDATE {job} AS j SET {assignments} FROM f "
+        "WHERE j.id = f.id AND j.status = 'doing' AND j.started_at = f.fence RETURNING id"
     )
     columns = ", ".join(column for column, _ in ATTEMPT_VALUES)
     values = ", ".join(expression.format(attempt=attempt) for _, expression in ATTEMPT_VALUES)
-    insert = f"INSERT INTO {attempt} ({columns}) SELECT {values} FROM {row}"
+    insert = f"{rows}INSERT INTO {attempt} ({columns}) SELECT {values} FROM f"
     return update, insert
 
 
 def complete_many(connection: Any, rows: Sequence[OutcomeRow]) -> set[int]:
-    """Store the outcomes of ``rows``, two statements a row (SQLite has no round trips to
-    save); return the ids of the jobs stored."""
-    update, insert = _complete_sql()
-    stored = set()
-    with connection.cursor() as cursor:
-        for row in rows:
-            cursor.execute(update, row)
-            if cursor.rowcount == 1:
-                cursor.execute(insert, row)
-                stored.add(row.id)
+    """Store the outcomes of ``rows``: an UPDATE of the jobs still running for their claims,
+    then one INSERT of those jobs' attempts; return the ids of the jobs stored."""
+    stored: set[int] = set()
+    for start in range(0, len(rows), _OUTCOME_ROWS):
+        chunk = rows[start : start + _OUTCOME_ROWS]
+        update, _ = _complete_sql(len(chunk))
+        params = [value for row in chunk for value in row]
+        fenced_in = {job_id for (job_id,) in execute(connection, update, params)}
+        kept = [row for row in chunk if row.id in fenced_in]
+        if kept:
+            _, insert = _complete_sql(len(kept))
+            execute(connection, insert, [value for row in kept for value in row])
+        stored |= fenced_in
     return stored
 
 
