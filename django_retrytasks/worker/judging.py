@@ -28,13 +28,8 @@ from django_retrytasks.records import (
     Transition,
 )
 from django_retrytasks.records import Snooze as SnoozeTransition
-from django_retrytasks.worker.results import (
-    ErrorText,
-    RunKind,
-    RunResult,
-    error_type_name,
-    safe_str,
-)
+from django_retrytasks.worker.results import ErrorText, RunKind, RunResult, safe_str
+from django_retrytasks.worker.tracebacks import error_type_name
 
 ABORTED_REASON = "not retried: aborted at an operator's request"
 UNSTORABLE_REASON = (
@@ -91,7 +86,9 @@ def judge(result: RunResult, *, worker_name: str, max_snoozes: int = 100) -> Ver
                 "no attempt used"
             )
             snoozed = RunReport(RunOutcome.SNOOZED, now, worker_name)
-            completion = Completion(claim, snoozed, SnoozeTransition(retry_at, reason), counted=False)
+            completion = Completion(
+                claim, snoozed, SnoozeTransition(retry_at, reason), counted=False
+            )
             return Verdict(completion, handler, error, abortable=True)
         error = SnoozeLimitReached(
             f"the task snoozed {claim.snoozes} times, its limit (max_snoozes={limit}); "
@@ -114,7 +111,9 @@ def aborted(verdict: Verdict) -> Verdict:
     if not report.error_type and verdict.error is not None:
         text = ErrorText.of(verdict.error)
         report = replace(report, error_type=text.type, error_message=text.message)
-    stopped = replace(completion, report=report, transition=Fail(ABORTED_REASON, "aborted"), counted=True)
+    stopped = replace(
+        completion, report=report, transition=Fail(ABORTED_REASON, "aborted"), counted=True
+    )
     return replace(verdict, completion=stopped, abortable=False)
 
 

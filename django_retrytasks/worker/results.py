@@ -7,7 +7,6 @@ build one by hand.
 from __future__ import annotations
 
 import enum
-import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from django_retrytasks.limits import (
     cut_text,
 )
 from django_retrytasks.records import Claim
+from django_retrytasks.worker.tracebacks import error_type_name, format_traceback
 
 
 class RunKind(enum.Enum):
@@ -63,35 +63,9 @@ class RunResult:
     reason: str = ""
 
 
-def error_type_name(error: BaseException) -> str:
-    kind = type(error)
-    module = kind.__module__
-    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
-
-
 def safe_str(error: BaseException) -> str:
     """``str(error)``, or a description when that raises (a broken ``__str__``)."""
     try:
         return str(error)
     except BaseException as failure:
         return f"<{error_type_name(error)} whose str() raised {error_type_name(failure)}>"
-
-
-def format_traceback(error: BaseException) -> str:
-    """The traceback as Python prints it, without the ``^^^^`` marks under each line.
-
-    Placing those marks parses every line of the traceback's source again: more than half
-    of the cost of a failure on the retry path, for marks an attempt row does not need.
-    """
-    try:
-        report = traceback.TracebackException.from_exception(error)
-        pending = [report]
-        while pending:
-            part = pending.pop()
-            for frame in part.stack:
-                frame.colno = None  # no column: no marks
-            pending.extend(filter(None, (part.__cause__, part.__context__)))
-            pending.extend(part.exceptions or ())
-        return "".join(report.format())
-    except BaseException as failure:
-        return f"<the traceback could not be formatted: {error_type_name(failure)}>"

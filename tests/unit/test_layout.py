@@ -120,6 +120,7 @@ def test_pure_modules_import_no_django() -> None:
         "worker/judging.py",
         "worker/pace.py",
         "worker/results.py",
+        "worker/tracebacks.py",
     )
     for name in pure:
         imported = imported_modules(PACKAGE / name)
