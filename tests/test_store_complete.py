@@ -102,3 +102,53 @@ def test_an_outcome_stored_twice_is_stored_once(db: None, clock: Clock) -> None:
     assert store.complete(again) == [False, True]
     assert Attempt.objects.filter(job_id__in=ids).count() == 2
     assert Attempt.objects.get(job_id=first.record.id).outcome == "succeeded"
+
+
+#: Text that a statement's own encoding of rows could get wrong: quotes, backslashes, braces,
+#: commas, newlines, JSON's escapes, non-ASCII letters and a character outside the BMP.
+AWKWARD = 'a "quoted" \\ back\\slash, {brace} [list] \n new line \\u0041 é ß 中 🙂 \'single\''
+
+
+def test_a_batch_larger_than_a_values_list_reads_back_exactly(db: None, clock: Clock) -> None:
+    """Twenty outcomes (PostgreSQL sends more than eight as one JSON document)."""
+    ids = noop.batch_defer(*({} for _ in range(20)))
+    claims = {claim.record.id: claim for claim in store.claim_jobs(now=clock(), limit=20)}
+    clock.advance(seconds=1)
+    later = clock() + timedelta(minutes=1)
+    decision = RetryDecision(retry_in={"minutes": 1}, queue=AWKWARD[:20], lock=AWKWARD)
+    completions = []
+    for number, job_id in enumerate(ids):
+        if number % 2:
+            failed = RunReport("failed", clock(), AWKWARD, "E", AWKWARD, AWKWARD * 3)
+            completions.append(Completion(claims[job_id], failed, Retry(later, decision, AWKWARD)))
+        else:
+            value = {AWKWARD: [AWKWARD, number, None, 1.5, True]}
+            completions.append(
+                Completion(claims[job_id], report(clock, "succeeded"), Succeed(value))
+            )
+    assert store.complete(completions) == [True] * 20
+    for number, job_id in enumerate(ids):
+        job = Job.objects.get(pk=job_id)
+        attempt = Attempt.objects.get(job_id=job_id)
+        assert attempt.finished_at == clock()
+        if number % 2:
+            assert (job.status, job.scheduled_at, job.queue, job.lock) == (
+                "todo", later, AWKWARD[:20], AWKWARD
+            )
+            assert (attempt.worker_name, attempt.error_message, attempt.traceback) == (
+                AWKWARD, AWKWARD, AWKWARD * 3
+            )
+            assert (attempt.retry_at, attempt.decision) == (later, AWKWARD)
+        else:
+            assert job.status == "succeeded"
+            assert job.return_value == {AWKWARD: [AWKWARD, number, None, 1.5, True]}
+
+
+def test_a_batch_of_new_jobs_larger_than_a_values_list_reads_back_exactly(db: None) -> None:
+    kwargs = [{"text": AWKWARD * number, "nested": {AWKWARD: [number]}} for number in range(20)]
+    ids = noop.configure(lock=AWKWARD, queue=AWKWARD[:30], priority=-3).batch_defer(*kwargs)
+    stored = {job.id: job for job in Job.objects.filter(pk__in=ids)}
+    assert [stored[job_id].task_kwargs for job_id in ids] == kwargs
+    assert {(job.lock, job.queue, job.priority) for job in stored.values()} == {
+        (AWKWARD, AWKWARD[:30], -3)
+    }
