@@ -10,7 +10,7 @@ setting                                 meaning                                 
 ``RETRYTASKS_PRUNE_INTERVAL``           seconds between the worker's own prunes     ``None`` (the worker
                                         (``None``: only ``retrytasks prune``        does not prune)
                                         prunes)
-``RETRYTASKS_PRUNE_BATCH_SIZE``         jobs deleted per transaction when pruning   500
+``RETRYTASKS_PRUNE_BATCH_SIZE``         jobs deleted per transaction when pruning   2000
 ``RETRYTASKS_MAX_SNOOZES``              snoozes a job may take before a snooze      100
                                         counts as a failure (a task's
                                         ``max_snoozes`` wins)
@@ -172,7 +172,7 @@ def get_settings() -> RetryTasksSettings:
         ),
         prune_batch_size=_number(
             "RETRYTASKS_PRUNE_BATCH_SIZE",
-            getattr(django_settings, "RETRYTASKS_PRUNE_BATCH_SIZE", 500),
+            getattr(django_settings, "RETRYTASKS_PRUNE_BATCH_SIZE", 2000),
             allow_none=False,
             integer=True,
             minimum=1,

@@ -373,6 +373,19 @@ def test_deleting_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
     assert [h.result for h in role.defer_due()] == [TickResult.DEFERRED]
 
 
+def test_retention_of_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
+    _, clock, role = started("* * * * *", timezone="UTC")
+    clock.advance(minutes=1)
+    [handled] = role.defer_due()
+    assert handled.job_id is not None
+    operations.cancel([handled.job_id])
+    report = operations.prune(now=clock() + timedelta(days=365), retention={"cancelled": timedelta(hours=1)})
+    assert (report.total, report.jobs["cancelled"]) == (1, 1)
+    assert not Job.objects.exists()
+    row = Schedule.objects.get()
+    assert (row.last_job_id, row.last_tick) == (None, handled.tick)
+
+
 def test_periodic_ids_that_differ_only_in_case_are_two_schedules() -> None:
     """Names compare exactly on every database (MariaDB's default collation folds case)."""
     app = App()

@@ -177,23 +177,29 @@ def delete_jobs(job_ids: Sequence[int], *, state: str, using: str) -> tuple[int,
     """Delete the jobs among ``job_ids`` still in ``state``, with their attempts; (attempts, jobs).
 
     In plain SQL, not through Django's collector (which reads every row it deletes): the
-    rows pointing at the jobs are deleted or cleared as their foreign keys say, then the
+    rows pointing at the jobs are deleted or cleared as their foreign keys say, and the
     jobs, the state checked again so that a job retried meanwhile stays. Call it in a
     transaction.
     """
     connection = connections[using]
     quote = connection.ops.quote_name
     table = quote(Job._meta.db_table)
+    # Where foreign keys are checked at commit (Django makes them deferred on PostgreSQL and
+    # SQLite), the jobs go first and say which they were; MySQL checks at once, so there
+    # the jobs still in that state are read first and deleted last.
+    jobs_first = connection.vendor != "mysql"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {table} WHERE {_id_in(connection, job_ids)} AND status = %s",
+            f"{'DELETE' if jobs_first else 'SELECT id'} FROM {table} "
+            f"WHERE {_id_in(connection, job_ids)} AND status = %s"
+            + (" RETURNING id" if jobs_first else ""),
             [*_id_params(connection, job_ids), state],
         )
         ids = [job_id for (job_id,) in cursor.fetchall()]
         if not ids:
             return 0, 0
         attempts = 0
-        for relation in Job._meta.related_objects:
+        for relation in relations_to_jobs():
             column = quote(str(relation.field.column))
             related = quote(relation.related_model._meta.db_table)
             where = _id_in(connection, ids, column=column)
@@ -206,10 +212,21 @@ def delete_jobs(job_ids: Sequence[int], *, state: str, using: str) -> tuple[int,
                     f"UPDATE {related} SET {column} = NULL WHERE {where}",
                     _id_params(connection, ids),
                 )
-        cursor.execute(
-            f"DELETE FROM {table} WHERE {_id_in(connection, ids)}", _id_params(connection, ids)
-        )
-        return attempts, cursor.rowcount
+        if not jobs_first:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE {_id_in(connection, ids)}", _id_params(connection, ids)
+            )
+        return attempts, len(ids)
+
+
+def relations_to_jobs() -> list[Any]:
+    """Every foreign key pointing at jobs, those without a reverse accessor too
+    (``related_name="+"``, as a schedule's last job), which ``related_objects`` leaves out."""
+    return [
+        field
+        for field in Job._meta.get_fields(include_hidden=True)
+        if field.auto_created and not field.concrete and (field.one_to_many or field.one_to_one)
+    ]
 
 
 def _id_in(connection: Any, ids: Sequence[int], *, column: str = "id") -> str:
@@ -275,10 +292,14 @@ def prune(
             report.attempts += Attempt.objects.using(using).filter(job__in=old).count()
             continue
         report.jobs[state] = 0
+        # Each batch starts after the last id of the one before: the rows just deleted are
+        # behind it, so no batch walks over them again (they stay in the index until vacuumed).
+        after = 0
         while max_batches is None or batches < max_batches:
-            ids = list(old.order_by("pk").values_list("pk", flat=True)[:size])
+            ids = list(old.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:size])
             if not ids:
                 break
+            after = ids[-1]
             batches += 1
             with write_transaction(using):
                 attempts, deleted = delete_jobs(ids, state=state, using=using)

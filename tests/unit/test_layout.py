@@ -96,9 +96,12 @@ def imported_modules(path: Path) -> set[str]:
 def test_every_foreign_key_to_a_job_is_one_that_pruning_follows() -> None:
     from django.db import models
 
-    from django_retrytasks.models import Job
+    from django_retrytasks.models import Attempt, Schedule
+    from django_retrytasks.store.operations import relations_to_jobs
 
-    for relation in Job._meta.related_objects:
+    relations = relations_to_jobs()
+    assert {relation.related_model for relation in relations} == {Attempt, Schedule}
+    for relation in relations:
         assert relation.on_delete in (models.CASCADE, models.SET_NULL), relation
 
 
