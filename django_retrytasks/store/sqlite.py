@@ -19,7 +19,7 @@ from django_retrytasks.store.rows import (
     OutcomeRow,
     default_literals,
 )
-from django_retrytasks.store.sql import execute, fetch_all
+from django_retrytasks.store.sql import execute, fetch_all, sized_chunks
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,10 +109,10 @@ def promote_due_jobs(connection: Any, moment: Any) -> None:
 
 
 #: Outcomes per statement: 22 parameters each, far below SQLite's 32,766.
-_OUTCOME_ROWS = 500
+_OUTCOME_ROWS = 512
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _complete_sql(count: int) -> tuple[str, str]:
     """The UPDATE of ``count`` jobs and the INSERT of their attempts, each over the rows
     ``f`` given once as a VALUES list."""
@@ -138,24 +138,22 @@ def complete_many(connection: Any, rows: Sequence[OutcomeRow]) -> set[int]:
     """Store the outcomes of ``rows``: an UPDATE of the jobs still running for their claims,
     then one INSERT of those jobs' attempts; return the ids of the jobs stored."""
     stored: set[int] = set()
-    for start in range(0, len(rows), _OUTCOME_ROWS):
-        chunk = rows[start : start + _OUTCOME_ROWS]
+    for chunk in sized_chunks(rows, _OUTCOME_ROWS):
         update, _ = _complete_sql(len(chunk))
         params = [value for row in chunk for value in row]
-        fenced_in = {job_id for (job_id,) in execute(connection, update, params)}
-        kept = [row for row in chunk if row.id in fenced_in]
-        if kept:
-            _, insert = _complete_sql(len(kept))
-            execute(connection, insert, [value for row in kept for value in row])
-        stored |= fenced_in
+        stored |= {job_id for (job_id,) in execute(connection, update, params)}
+    kept = [row for row in rows if row.id in stored]
+    for chunk in sized_chunks(kept, _OUTCOME_ROWS):
+        _, insert = _complete_sql(len(chunk))
+        execute(connection, insert, [value for row in chunk for value in row])
     return stored
 
 
 #: Rows per INSERT: SQLite takes up to 32,766 parameters in a statement.
-_INSERT_ROWS = 2000
+_INSERT_ROWS = 1024
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _insert_jobs_sql(count: int) -> str:
     defaults = default_literals(Job, besides=NEW_JOB_COLUMNS)
     columns = ", ".join([*NEW_JOB_COLUMNS, *(column for column, _ in defaults)])
@@ -166,11 +164,10 @@ def _insert_jobs_sql(count: int) -> str:
 
 
 def insert_jobs(connection: Any, rows: Sequence[NewJobRow]) -> list[int]:
-    """Store new jobs, up to 2,000 a statement; their ids in ``rows``' order."""
+    """Store new jobs, up to 1,024 a statement; their ids in ``rows``' order."""
     moment = connection.ops.adapt_datetimefield_value
     ids: list[int] = []
-    for start in range(0, len(rows), _INSERT_ROWS):
-        chunk = rows[start : start + _INSERT_ROWS]
+    for chunk in sized_chunks(rows, _INSERT_ROWS):
         params = [
             value
             for row in chunk

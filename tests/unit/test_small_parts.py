@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from django_retrytasks import RetryDecision
+from django_retrytasks.store.sql import sized_chunks
 from django_retrytasks.worker.outages import Backoff
 from django_retrytasks.worker.results import ErrorText, safe_str
 
@@ -58,3 +59,23 @@ def test_an_error_whose_str_raises_is_still_described() -> None:
     text = ErrorText.of(Unprintable())
     assert text.type == f"{__name__}.Unprintable"
     assert "Unprintable" in text.traceback
+
+
+@pytest.mark.parametrize(
+    ("count", "largest", "sizes"),
+    [
+        (0, 512, []),
+        (1, 512, [1]),
+        (37, 512, [32, 4, 1]),
+        (64, 512, [64]),
+        (1500, 512, [512, 512, 256, 128, 64, 16, 8, 4]),
+        (2000, 1024, [1024, 512, 256, 128, 64, 16]),
+    ],
+)
+def test_rows_go_in_chunks_of_a_few_sizes_in_their_order(
+    count: int, largest: int, sizes: list[int]
+) -> None:
+    rows = list(range(count))
+    chunks = list(sized_chunks(rows, largest))
+    assert [len(chunk) for chunk in chunks] == sizes
+    assert [row for chunk in chunks for row in chunk] == rows
