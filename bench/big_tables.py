@@ -13,12 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from bench.harness import (
-    WorkerProcess,
+    burst_drain,
     connection,
     log,
-    require_all_succeeded,
     reset_queue,
-    run_span,
     seed,
 )
 from django_retrytasks.models import Attempt, Job
@@ -95,14 +93,8 @@ def fill(jobs: int) -> float:
 
 def drain(count: int) -> float:
     seed(bench_tasks.nothing, count)
-    worker = WorkerProcess("--burst", "--concurrency", "1")
-    try:
-        worker.wait(timeout=60 + count / 10)
-    finally:
-        worker.kill()
-    require_all_succeeded(bench_tasks.nothing.name, count, [worker])
-    seconds, runs = run_span(bench_tasks.nothing.name)
-    return runs / seconds
+    rate, _ = burst_drain(bench_tasks.nothing.name, count, "--concurrency", "1")
+    return rate
 
 
 def page_ms(client: Any, url: str, repeat: int = 3) -> float:

@@ -116,6 +116,33 @@ def run_span(task_name: str) -> tuple[float, int]:
     return seconds, span["runs"]
 
 
+def burst_drain(
+    task_name: str,
+    count: int,
+    *options: str,
+    processes: int = 1,
+    runs_per_job: int = 1,
+    env: dict[str, str] | None = None,
+) -> tuple[float, float]:
+    """Let ``processes`` burst workers (``runworker --burst`` with ``options``) run the
+    ``count`` queued jobs of ``task_name``; check that each succeeded after ``runs_per_job``
+    runs. Returns runs/s over the runs' span (as the workers stored them) and jobs/s over
+    the processes' wall time (Django start-up included)."""
+    workers = [WorkerProcess("--burst", *options, env=env) for _ in range(processes)]
+    try:
+        wall = max(worker.wait(timeout=60 + count * runs_per_job / 10) for worker in workers)
+    finally:
+        for worker in workers:
+            worker.kill()
+    require_all_succeeded(task_name, count, workers)
+    seconds, runs = run_span(task_name)
+    if runs != count * runs_per_job:
+        raise BenchError(
+            f"{count} jobs of {task_name} took {runs} runs; expected {runs_per_job} each"
+        )
+    return runs / seconds, count / wall
+
+
 # --- worker processes ---------------------------------------------------------------------
 
 

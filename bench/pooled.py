@@ -16,11 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench.databases import ROOT, BenchError
 from bench.harness import (
-    WorkerProcess,
+    burst_drain,
     connection,
-    require_all_succeeded,
     reset_queue,
-    run_span,
     seed,
 )
 from testproject.demo import bench_tasks
@@ -67,18 +65,12 @@ def workload_pgbouncer(config: dict[str, Any]) -> dict[str, float]:
         reset_queue()
         count = config["jobs"]
         seed(bench_tasks.nothing, count)
-        worker = WorkerProcess("--burst", "--concurrency", "1", env=env)
-        try:
-            worker.wait(timeout=60 + count / 10)
-        finally:
-            worker.kill()
-        require_all_succeeded(bench_tasks.nothing.name, count, [worker])
-        seconds, runs = run_span(bench_tasks.nothing.name)
+        drained, _ = burst_drain(bench_tasks.nothing.name, count, "--concurrency", "1", env=env)
         reset_queue()
         started = time.monotonic()
         pickup = pickup_latencies(config, env=env)
         return {
-            "pooled_drain_c1": runs / seconds,
+            "pooled_drain_c1": drained,
             "pooled_pickup_p50": pickup["p50"],
             "pooled_pickup_p95": pickup["p95"],
             "extra:pooled_pickup_s": time.monotonic() - started,

@@ -30,6 +30,7 @@ from bench.databases import BenchError
 from bench.floor import Floor
 from bench.harness import (  # sets Django up
     WorkerProcess,
+    burst_drain,
     connection,
     idle_worker,
     log,
@@ -76,19 +77,10 @@ def workload_drain(config: dict[str, Any], *, concurrency: int, processes: int) 
     figure = f"drain_c{concurrency}" if processes == 1 else f"drain_{processes}p"
     reset_queue()
     seed(bench_tasks.nothing, count)
-    workers = [
-        WorkerProcess("--burst", "--concurrency", str(concurrency)) for _ in range(processes)
-    ]
-    try:
-        wall = max(worker.wait(timeout=60 + count / 10) for worker in workers)
-    finally:
-        for worker in workers:
-            worker.kill()
-    require_all_succeeded(bench_tasks.nothing.name, count, workers)
-    seconds, runs = run_span(bench_tasks.nothing.name)
-    if runs != count:
-        raise BenchError(f"{count} jobs took {runs} runs; expected one run each")
-    return {figure: count / seconds, f"extra:{figure}_whole_process": count / wall}
+    rate, whole = burst_drain(
+        bench_tasks.nothing.name, count, "--concurrency", str(concurrency), processes=processes
+    )
+    return {figure: rate, f"extra:{figure}_whole_process": whole}
 
 
 def workload_drain_backlog(config: dict[str, Any]) -> dict[str, float]:
@@ -98,16 +90,8 @@ def workload_drain_backlog(config: dict[str, Any]) -> dict[str, float]:
     reset_queue()
     seed(bench_tasks.nothing.configure(schedule_in={"hours": 1}), config["backlog_jobs"])
     seed(bench_tasks.nothing, count)
-    worker = WorkerProcess("--burst", "--concurrency", "1")
-    try:
-        worker.wait(timeout=60 + count / 10)
-    finally:
-        worker.kill()
-    require_all_succeeded(bench_tasks.nothing.name, count, [worker])
-    seconds, runs = run_span(bench_tasks.nothing.name)
-    if runs != count:
-        raise BenchError(f"{count} jobs took {runs} runs; expected one run each")
-    return {"drain_backlog": count / seconds}
+    rate, _ = burst_drain(bench_tasks.nothing.name, count, "--concurrency", "1")
+    return {"drain_backlog": rate}
 
 
 def workload_retry(config: dict[str, Any]) -> dict[str, float]:
@@ -115,16 +99,8 @@ def workload_retry(config: dict[str, Any]) -> dict[str, float]:
     task = bench_tasks.fail_twice
     reset_queue()
     seed(task, count)
-    worker = WorkerProcess("--burst")
-    try:
-        worker.wait(timeout=60 + count / 5)
-    finally:
-        worker.kill()
-    require_all_succeeded(task.name, count, [worker])
-    seconds, runs = run_span(task.name)
-    if runs != 3 * count:
-        raise BenchError(f"{count} fail-fail-succeed jobs took {runs} runs; expected {3 * count}")
-    return {"retry_runs": runs / seconds, "extra:retry_jobs_per_s": count / seconds}
+    runs_per_s, _ = burst_drain(task.name, count, runs_per_job=3)
+    return {"retry_runs": runs_per_s, "extra:retry_jobs_per_s": runs_per_s / 3}
 
 
 def run_on_idle_worker(
