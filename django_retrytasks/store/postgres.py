@@ -39,9 +39,9 @@ def claim_params(
 
 #: Up to this many rows go in as a VALUES list, beyond as one JSON document: a VALUES list
 #: costs one statement text per number of rows (which the driver caches only while short);
-#: the document (an array of rows, each an array of fields) is written by ``json`` in C
-#: and read by the server in one pass, where
-#: arrays cost the driver a Python call per element (a third of a batch_defer of 1,000).
+#: the document (an array of rows, each an array of fields) is written by ``json`` in C and
+#: read by the server in one pass, where one array per field cost the driver a Python call
+#: per element (a third of a batch_defer of 1,000).
 VALUES_ROWS = 8
 
 
