@@ -82,6 +82,16 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 """
 
+# The per-row triggers of migration 0008 (successes, which have no error, skip the function),
+# which 0010 replaces and its backwards step puts back.
+_POSTGRES_ROW_TRIGGERS = f"""CREATE TRIGGER django_retrytasks_attempt_search_insert AFTER INSERT ON {ATTEMPT_TABLE}
+    FOR EACH ROW WHEN {HAS_ERROR.format(row="NEW")}
+    EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
+CREATE TRIGGER django_retrytasks_attempt_search_change
+    AFTER UPDATE OF error_type, error_message, job_id OR DELETE ON {ATTEMPT_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
+"""
+
 POSTGRES_CREATE = f"""
 CREATE TABLE {SEARCH_TABLE} (
     attempt_id bigint PRIMARY KEY,
@@ -115,13 +125,7 @@ BEGIN
 END $$;
 
 -- Successes (no error) skip the function altogether.
-CREATE TRIGGER django_retrytasks_attempt_search_insert AFTER INSERT ON {ATTEMPT_TABLE}
-    FOR EACH ROW WHEN {HAS_ERROR.format(row="NEW")}
-    EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
-CREATE TRIGGER django_retrytasks_attempt_search_change
-    AFTER UPDATE OF error_type, error_message, job_id OR DELETE ON {ATTEMPT_TABLE}
-    FOR EACH ROW EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
-CREATE TRIGGER django_retrytasks_attempt_search_truncate AFTER TRUNCATE ON {ATTEMPT_TABLE}
+{_POSTGRES_ROW_TRIGGERS}CREATE TRIGGER django_retrytasks_attempt_search_truncate AFTER TRUNCATE ON {ATTEMPT_TABLE}
     FOR EACH STATEMENT EXECUTE FUNCTION django_retrytasks_attempt_search_clear();
 """
 
@@ -190,13 +194,7 @@ DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_delete ON {ATTEMPT_TABLE
 DROP TRIGGER IF EXISTS django_retrytasks_attempt_search_change ON {ATTEMPT_TABLE};
 DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_inserted();
 DROP FUNCTION IF EXISTS django_retrytasks_attempt_search_deleted();
-CREATE TRIGGER django_retrytasks_attempt_search_insert AFTER INSERT ON {ATTEMPT_TABLE}
-    FOR EACH ROW WHEN {HAS_ERROR.format(row="NEW")}
-    EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
-CREATE TRIGGER django_retrytasks_attempt_search_change
-    AFTER UPDATE OF error_type, error_message, job_id OR DELETE ON {ATTEMPT_TABLE}
-    FOR EACH ROW EXECUTE FUNCTION django_retrytasks_attempt_search_sync();
-"""
+{_POSTGRES_ROW_TRIGGERS}"""
 
 
 def sync_per_statement(apps: Any, schema_editor: Any) -> None:
