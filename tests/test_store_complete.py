@@ -152,3 +152,27 @@ def test_a_batch_of_new_jobs_larger_than_a_values_list_reads_back_exactly(db: No
     assert {(job.lock, job.queue, job.priority) for job in stored.values()} == {
         (AWKWARD, AWKWARD[:30], -3)
     }
+
+
+def test_a_plain_read_tells_whether_a_claim_could_take_a_job(db: None, clock: Clock) -> None:
+    """What a burst worker asks before it stops: the claim's own rules, without its locks."""
+    assert not store.any_claimable(now=clock())
+    noop.configure(schedule_in={"hours": 1}).defer()
+    assert not store.any_claimable(now=clock())  # not due yet
+    assert store.any_claimable(now=clock() + timedelta(hours=2))
+    noop.configure(lock="l").defer()
+    noop.configure(lock="l").defer()
+    assert store.any_claimable(now=clock())
+    [running] = store.claim_jobs(now=clock(), limit=1)
+    assert running.record.lock == "l"
+    assert not store.any_claimable(now=clock())  # its lock's next job waits its turn
+    store.complete([Completion(running, report(clock, "succeeded"), Succeed(None))])
+    assert store.any_claimable(now=clock())
+    assert not store.any_claimable(now=clock(), queues=["elsewhere"])
+
+
+def test_a_lock_whose_first_job_is_not_due_holds_the_rest_back(db: None, clock: Clock) -> None:
+    noop.configure(lock="l", schedule_in={"hours": 1}).defer()
+    noop.configure(lock="l").defer()
+    assert not store.any_claimable(now=clock())
+    assert store.claim_jobs(now=clock(), limit=5) == []

@@ -15,6 +15,7 @@ one short transaction. The worker, the admin and the command line all come here:
 from __future__ import annotations
 
 from django_retrytasks.store.claiming import (
+    any_claimable,
     claim_jobs,
     next_due_at,
     release_unstarted,
@@ -38,6 +39,7 @@ __all__ = [
     "abort_requested",
     "aborts_requested",
     "add_wake_callback",
+    "any_claimable",
     "claim_jobs",
     "complete",
     "defer_jobs",

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connections
-from django.db.models import Min
+from django.db.models import Exists, Min, OuterRef, Q
 
 from django_retrytasks import jobs
 from django_retrytasks.models import Job, JobStatus, UndecodableJSON
@@ -154,6 +154,30 @@ def next_due_at(
         waiting = waiting.filter(queue__in=queues)
     earliest: datetime | None = waiting.aggregate(earliest=Min("scheduled_at"))["earliest"]
     return earliest
+
+
+def any_claimable(
+    *, now: datetime, queues: Sequence[str] | None = None, using: str = DEFAULT_DB
+) -> bool:
+    """Whether a job is due at ``now`` that a claim may take, by a plain read.
+
+    The claim's own rules (a lock's jobs in their order, one at a time) without its row
+    locks: a claim skips rows another worker's claim has locked for a moment, so finding
+    nothing there does not prove that nothing is left. A burst worker asks this before
+    it stops.
+    """
+    todo = Job.objects.using(using).filter(status=JobStatus.TODO)
+    same_lock = Job.objects.using(using).filter(lock=OuterRef("lock"))
+    due = todo.filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=now)).filter(
+        Q(lock__isnull=True)
+        | (
+            ~Exists(same_lock.filter(status=JobStatus.DOING))
+            & ~Exists(same_lock.filter(status=JobStatus.TODO, pk__lt=OuterRef("pk")))
+        )
+    )
+    if queues:
+        due = due.filter(queue__in=queues)
+    return due.exists()
 
 
 def fenced(claim: Claim, using: str) -> Any:

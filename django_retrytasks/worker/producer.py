@@ -40,6 +40,12 @@ logger = logging.getLogger("django_retrytasks.worker")
 DUE_MARGIN = 0.0003
 
 
+#: A burst worker whose claim came back empty while a plain read still finds a claimable job
+#: looks again after this many seconds, at most this many times in a row.
+BURST_RECHECK_WAIT = 0.02
+BURST_RECHECKS = 50
+
+
 class Producer:
     """Claims jobs for a worker's runners until stopped (in burst mode, until none is due)."""
 
@@ -81,6 +87,7 @@ class Producer:
         # Set when a claim on the listening connection failed: its reply may be lost.
         self._claims_unsure = threading.Event()
         self._commit_watcher = CommitWatcher.for_database(using)
+        self._burst_rechecks = 0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -145,8 +152,19 @@ class Producer:
                 continue
             if len(claimed) == size.wanted:
                 continue  # as many as it should hold
-            if not claimed and self.burst and held_before == 0:
-                return
+            if claimed:
+                self._burst_rechecks = 0
+            elif self.burst and held_before == 0:
+                # A claim skips the rows another worker's claim locks for a moment, so an
+                # empty claim does not prove the queue empty: stop once a plain read agrees
+                # (or after a few looks, should the two ever disagree for good).
+                if self._burst_rechecks >= BURST_RECHECKS or not store.any_claimable(
+                    now=now, queues=self.queues, using=self.using
+                ):
+                    return
+                self._burst_rechecks += 1
+                self._wait(BURST_RECHECK_WAIT)
+                continue
             if self.burst:
                 # Only jobs due now count: wait for a runner (its retry may be due at once).
                 self._wait(self.polling_interval)
