@@ -169,6 +169,18 @@ def test_the_attempts_documents_follow_the_attempts(admin_client: Client, clock:
     assert listed_ids(admin_client, "?q=throttled") == []
 
 
+def test_the_jobs_documents_follow_the_jobs(admin_client: Client) -> None:
+    job_id = admin_tasks.admin_ok.configure(lock="alpha-lock-7").defer()
+    assert listed_ids(admin_client, "?q=alpha-lock") == [job_id]
+    Job.objects.filter(pk=job_id).update(lock="beta-lock-7")
+    assert listed_ids(admin_client, "?q=alpha-lock") == []
+    assert listed_ids(admin_client, "?q=beta-lock") == [job_id]
+    run_due_jobs()
+    assert Job.objects.get(pk=job_id).status == JobStatus.SUCCEEDED
+    operations.delete_finished([job_id])
+    assert listed_ids(admin_client, "?q=beta-lock") == []
+
+
 def test_the_search_uses_the_text_index(clock: Clock) -> None:
     failed_job(clock, "connection refused")
     queryset = search.apply(search.parse("refused"), Job.objects.all())

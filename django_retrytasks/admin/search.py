@@ -130,10 +130,10 @@ class _Sql:
         """Documents holding every word, counted through the index up to :data:`COMMON`."""
         lookup, params = self.index_lookup()
         sql = f"SELECT COUNT(*) FROM ({lookup} LIMIT {COMMON}) found"
-        if self.postgres:  # the jobs' own documents have a trigram index too
-            jobs, job_params = self.every_word(self.job_document("j"))
+        if self.postgres:  # the jobs' documents have a table and a trigram index too
+            jobs, job_params = self.every_word("body")
             sql += (
-                f" UNION ALL SELECT COUNT(*) FROM (SELECT 1 FROM {search_index.JOB_TABLE} j "
+                f" UNION ALL SELECT COUNT(*) FROM (SELECT 1 FROM {search_index.JOB_SEARCH_TABLE} "
                 f"WHERE {jobs} LIMIT {COMMON}) found"
             )
             params += job_params
@@ -145,8 +145,10 @@ class _Sql:
         job ``number``, when the search is one number)."""
         lookup, params = self.index_lookup()
         if self.postgres:
-            jobs, job_params = self.every_word(self.job_document())
-            union = f"SELECT id FROM {search_index.JOB_TABLE} WHERE {jobs} UNION {lookup}"
+            jobs, job_params = self.every_word("body")
+            union = (
+                f"SELECT job_id FROM {search_index.JOB_SEARCH_TABLE} WHERE {jobs} UNION {lookup}"
+            )
             if number is not None:  # in the union: an OR beside it made PostgreSQL scan all
                 union += f" UNION SELECT {int(number)}"
             return Q(pk__in=RawSQL(union, [*job_params, *params]))
