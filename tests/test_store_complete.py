@@ -154,6 +154,20 @@ def test_a_batch_of_new_jobs_larger_than_a_values_list_reads_back_exactly(db: No
     }
 
 
+def test_one_job_and_a_batch_of_jobs_are_stored_alike(db: None) -> None:
+    """defer() of one job has a statement of its own on PostgreSQL (migration 0012)."""
+    options = {"lock": AWKWARD, "queue": "alike", "priority": -3}
+    one = noop.configure(queueing_lock="q", **options).defer(text=AWKWARD)
+    first, second = noop.configure(**options).batch_defer({"text": AWKWARD}, {})
+    unlike = {"id", "created_at", "scheduled_at", "queueing_lock", "task_kwargs"}
+    columns = [field.attname for field in Job._meta.concrete_fields if field.name not in unlike]
+    rows = {row.pop("id"): row for row in Job.objects.values("id", *columns)}
+    assert rows[one] == rows[first] == rows[second]
+    assert rows[one]["status"] == "todo" and rows[one]["lock"] == AWKWARD
+    assert Job.objects.get(pk=one).queueing_lock == "q"
+    assert Job.objects.get(pk=one).task_kwargs == Job.objects.get(pk=first).task_kwargs
+
+
 def test_a_plain_read_tells_whether_a_claim_could_take_a_job(db: None, clock: Clock) -> None:
     """What a burst worker asks before it stops: the claim's own rules, without its locks."""
     assert not store.any_claimable(now=clock())

@@ -157,11 +157,20 @@ def _insert_jobs_sql(count: int) -> str:
     )
 
 
+#: One job (``defer()``): through the function of migration 0012, whose plan the session
+#: keeps (an INSERT sent as text is planned at every call).
+_DEFER_SQL = "SELECT django_retrytasks_defer({})".format(
+    ", ".join(f"CAST(%s AS {kind})" for kind in _NEW_JOB_TYPES.values())
+)
+
+
 def insert_jobs(connection: Any, rows: Sequence[NewJobRow]) -> list[int]:
     """Store new jobs with one statement whatever their number; their ids in ``rows``' order.
 
     The ids come from one sequence in the order the rows are inserted, so sorting them
     gives ``rows``' order.
     """
+    if len(rows) == 1:
+        return [job_id for (job_id,) in execute(connection, _DEFER_SQL, list(rows[0]))]
     sql = _insert_jobs_sql(min(len(rows), VALUES_ROWS + 1))
     return sorted(job_id for (job_id,) in execute(connection, sql, rows_params(rows)))
