@@ -25,7 +25,7 @@ import django
 django.setup()
 
 from django.apps import apps  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.db.models import Count, Max, Min  # noqa: E402
 
 from django_retrytasks import search_index  # noqa: E402
@@ -141,6 +141,39 @@ def burst_drain(
             f"{count} jobs of {task_name} took {runs} runs; expected {runs_per_job} each"
         )
     return runs / seconds, count / wall
+
+
+def ready_drain(task: Any, count: int, *options: str, processes: int) -> float:
+    """Start ``processes`` long-running workers (``runworker`` with ``options``), wait until
+    each waits for work, then commit ``count`` jobs of ``task`` at once; runs/s over the runs'
+    span.
+
+    Burst workers started together spend their first half second importing Django while the
+    first of them already runs jobs: with a few thousand jobs, that start-up, not the workers'
+    pace, set the figure of several processes. Long-running workers never meet it.
+    """
+    workers = [WorkerProcess(*options) for _ in range(processes)]
+    try:
+        deadline = time.monotonic() + 60
+        while WorkerRow.objects.count() < processes:
+            for worker in workers:
+                if worker.process.poll() is not None:
+                    raise worker._failure("exited before it waited for work")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{processes} workers did not all register within 60 s")
+            time.sleep(0.05)
+        time.sleep(1.0)  # let them settle into their idle wait
+        with transaction.atomic():
+            seed(task, count)
+        wait_until_succeeded(task.name, count, timeout=60 + count / 10, worker=workers[0])
+    finally:
+        for worker in workers:
+            worker.stop()
+    require_all_succeeded(task.name, count, workers)
+    seconds, runs = run_span(task.name)
+    if runs != count:
+        raise BenchError(f"{count} jobs of {task.name} took {runs} runs; expected one each")
+    return runs / seconds
 
 
 # --- worker processes ---------------------------------------------------------------------

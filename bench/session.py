@@ -34,6 +34,7 @@ from bench.harness import (  # sets Django up
     connection,
     idle_worker,
     log,
+    ready_drain,
     require_all_succeeded,
     reset_queue,
     run_span,
@@ -72,14 +73,17 @@ def workload_defer(config: dict[str, Any]) -> dict[str, float]:
 
 def workload_drain(config: dict[str, Any], *, concurrency: int, processes: int) -> dict[str, float]:
     """Jobs/s over the runs' span (first start to last finish, as the worker stored them),
-    plus jobs/s over the worker processes' wall time (Django start-up included)."""
+    plus, for one burst worker, jobs/s over its wall time (Django start-up included)."""
     count = config["jobs"]
-    figure = f"drain_c{concurrency}" if processes == 1 else f"drain_{processes}p"
     reset_queue()
+    if processes > 1:  # long-running workers, all waiting when the jobs come (see ready_drain)
+        rate = ready_drain(
+            bench_tasks.nothing, count, "--concurrency", str(concurrency), processes=processes
+        )
+        return {f"drain_{processes}p": rate}
+    figure = f"drain_c{concurrency}"
     seed(bench_tasks.nothing, count)
-    rate, whole = burst_drain(
-        bench_tasks.nothing.name, count, "--concurrency", str(concurrency), processes=processes
-    )
+    rate, whole = burst_drain(bench_tasks.nothing.name, count, "--concurrency", str(concurrency))
     return {figure: rate, f"extra:{figure}_whole_process": whole}
 
 
