@@ -134,13 +134,21 @@ def burst_drain(
     finally:
         for worker in workers:
             worker.kill()
+    return checked_rate(task_name, count, workers, runs_per_job=runs_per_job), count / wall
+
+
+def checked_rate(
+    task_name: str, count: int, workers: Sequence[WorkerProcess], *, runs_per_job: int = 1
+) -> float:
+    """Runs/s over the runs' span, once every job of ``task_name`` succeeded after
+    ``runs_per_job`` runs."""
     require_all_succeeded(task_name, count, workers)
     seconds, runs = run_span(task_name)
     if runs != count * runs_per_job:
         raise BenchError(
             f"{count} jobs of {task_name} took {runs} runs; expected {runs_per_job} each"
         )
-    return runs / seconds, count / wall
+    return runs / seconds
 
 
 def ready_drain(task: Any, count: int, *options: str, processes: int) -> float:
@@ -169,11 +177,7 @@ def ready_drain(task: Any, count: int, *options: str, processes: int) -> float:
     finally:
         for worker in workers:
             worker.stop()
-    require_all_succeeded(task.name, count, workers)
-    seconds, runs = run_span(task.name)
-    if runs != count:
-        raise BenchError(f"{count} jobs of {task.name} took {runs} runs; expected one each")
-    return runs / seconds
+    return checked_rate(task.name, count, workers)
 
 
 # --- worker processes ---------------------------------------------------------------------

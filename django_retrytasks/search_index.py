@@ -281,30 +281,6 @@ END $$;
 """
 
 
-def job_table_forwards(apps: Any, schema_editor: Any) -> None:
-    """Migration 0011 forwards (PostgreSQL only)."""
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(POSTGRES_JOB_SEARCH, params=None)
-
-
-def job_table_backwards(apps: Any, schema_editor: Any) -> None:
-    """Migration 0011 backwards (PostgreSQL only)."""
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(POSTGRES_JOB_SEARCH_DROP, params=None)
-
-
-def sync_per_statement(apps: Any, schema_editor: Any) -> None:
-    """Migration 0010 forwards (PostgreSQL only)."""
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(POSTGRES_PER_STATEMENT, params=None)
-
-
-def sync_per_row(apps: Any, schema_editor: Any) -> None:
-    """Migration 0010 backwards (PostgreSQL only)."""
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(POSTGRES_PER_ROW, params=None)
-
-
 # --- SQLite -----------------------------------------------------------------------------------
 
 SQLITE_CREATE_TABLE = (

@@ -360,12 +360,18 @@ def test_a_burst_worker_defers_the_due_ticks_and_runs_them_with_their_retries() 
     assert set(Job.objects.values_list("status", "attempts")) == {(JobStatus.SUCCEEDED, 2)}
 
 
-def test_deleting_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
+def cancelled_last_job() -> tuple[Clock, PeriodicDeferrer, Any]:
+    """A schedule whose one deferred job was cancelled: (clock, role, the tick handled)."""
     _, clock, role = started("* * * * *", timezone="UTC")
     clock.advance(minutes=1)
     [handled] = role.defer_due()
     assert handled.job_id is not None
     operations.cancel([handled.job_id])
+    return clock, role, handled
+
+
+def test_deleting_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
+    clock, role, handled = cancelled_last_job()
     assert operations.delete_finished([handled.job_id]).done == [handled.job_id]
     row = Schedule.objects.get()
     assert (row.last_job_id, row.last_tick) == (None, handled.tick)
@@ -374,12 +380,10 @@ def test_deleting_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
 
 
 def test_retention_of_the_last_job_of_a_schedule_leaves_the_schedule() -> None:
-    _, clock, role = started("* * * * *", timezone="UTC")
-    clock.advance(minutes=1)
-    [handled] = role.defer_due()
-    assert handled.job_id is not None
-    operations.cancel([handled.job_id])
-    report = operations.prune(now=clock() + timedelta(days=365), retention={"cancelled": timedelta(hours=1)})
+    clock, _, handled = cancelled_last_job()
+    report = operations.prune(
+        now=clock() + timedelta(days=365), retention={"cancelled": timedelta(hours=1)}
+    )
     assert (report.total, report.jobs["cancelled"]) == (1, 1)
     assert not Job.objects.exists()
     row = Schedule.objects.get()

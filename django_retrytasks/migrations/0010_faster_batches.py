@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import migrations
 
 from django_retrytasks import notify, search_index
+from django_retrytasks.migrations._postgres import postgres_only
 
 
 class Migration(migrations.Migration):
@@ -19,8 +20,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(notify.notify_per_statement, notify.notify_per_row, elidable=False),
-        migrations.RunPython(
-            search_index.sync_per_statement, search_index.sync_per_row, elidable=False
-        ),
+        postgres_only(search_index.POSTGRES_PER_STATEMENT, search_index.POSTGRES_PER_ROW),
         migrations.RemoveIndex(model_name="attempt", name="retrytasks_attempt_fin_idx"),
     ]

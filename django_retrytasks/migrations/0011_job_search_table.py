@@ -13,13 +13,12 @@ from __future__ import annotations
 from django.db import migrations
 
 from django_retrytasks import search_index
+from django_retrytasks.migrations._postgres import postgres_only
 
 
 class Migration(migrations.Migration):
     dependencies = [("django_retrytasks", "0010_faster_batches")]
 
     operations = [
-        migrations.RunPython(
-            search_index.job_table_forwards, search_index.job_table_backwards, elidable=False
-        ),
+        postgres_only(search_index.POSTGRES_JOB_SEARCH, search_index.POSTGRES_JOB_SEARCH_DROP)
     ]
