@@ -260,11 +260,17 @@ def test_a_frozen_worker_taken_for_dead_comes_back_without_a_second_outcome(
 def start_long_job(
     workers: StartWorker, tmp_path: Path, name: str, *args: str
 ) -> tuple[Path, int, WorkerProcess]:
-    """Start a worker on a job that runs a minute unless its flag file appears."""
-    flag = tmp_path / "release"
-    job_id = faults_tasks.sleep_until_released.defer(flag=str(flag), seconds=60)
+    """Start a worker on a job that runs a minute unless its flag file appears.
+
+    Returns once the task's body runs: a job is ``doing`` from its claim, a moment
+    before a runner takes it.
+    """
+    flag, started = tmp_path / "release", tmp_path / "started"
+    job_id = faults_tasks.sleep_until_released.defer(
+        flag=str(flag), seconds=60, started=str(started)
+    )
     worker = workers(name, *args)
-    wait_for(lambda: status(job_id) == "doing", what="the run to start")
+    wait_for(started.exists, what="the run to start")
     return flag, job_id, worker
 
 
@@ -278,9 +284,12 @@ def release_and_finish(flag: Path, job_id: int) -> None:
 def test_sigterm_lets_a_running_job_finish_within_the_shutdown_timeout(
     workers: StartWorker, tmp_path: Path
 ) -> None:
-    job_id = faults_tasks.sleep_until_released.defer(flag=str(tmp_path / "never"), seconds=0.5)
+    started = tmp_path / "started"
+    job_id = faults_tasks.sleep_until_released.defer(
+        flag=str(tmp_path / "never"), seconds=0.5, started=str(started)
+    )
     worker = workers("patient", "--shutdown-timeout", "20")
-    wait_for(lambda: status(job_id) == "doing")
+    wait_for(started.exists, what="the run to start")  # a claim not yet started goes back
     assert worker.stop() == 0
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.attempts, job.return_value) == ("succeeded", 1, "slept")
