@@ -58,6 +58,11 @@ def figures(options: dict[str, Any]) -> list[Figure]:
         Figure("big_dashboard", "admin dashboard beside them", "ms"),
         Figure("prune_rate", "retention: finished jobs deleted with their attempts", "jobs/s"),
         Figure("floor_insert", "floor: INSERT, one row per transaction", "rows/s"),
+        Figure(
+            "floor_insert_jobs",
+            "a job's row INSERTed into the jobs table, one per transaction, by the driver",
+            "rows/s",
+        ),
         Figure("floor_1tx", "floor: claim 1 + complete 1, each its own transaction", "jobs/s"),
         Figure("floor_10tx", "floor: claim 10 + complete 10 in one transaction", "jobs/s"),
     ]
@@ -66,6 +71,8 @@ def figures(options: dict[str, Any]) -> list[Figure]:
 #: Ratios computed round by round (both figures measured minutes apart at most).
 RATIOS = [
     ("defer_one", "floor_insert", "defer() ÷ floor INSERT"),
+    ("floor_insert_jobs", "floor_insert", "the jobs table's INSERT by the driver ÷ floor INSERT"),
+    ("defer_one", "floor_insert_jobs", "defer() ÷ the jobs table's INSERT by the driver"),
     ("drain_c1", "floor_1tx", "drain --concurrency 1 ÷ floor 1 per transaction"),
     ("drain_c4", "floor_1tx", "drain --concurrency 4 ÷ floor 1 per transaction"),
     ("drain_4p", "drain_c1", "drain, 4 workers ÷ 1 worker"),

@@ -240,8 +240,12 @@ def workload_floor(config: dict[str, Any], settings: dict[str, Any]) -> dict[str
     floor = Floor(connection.settings_dict, connection.vendor, settings.get("synchronous", ""))
     try:
         count = config["floor_jobs"]
+        reset_queue()
+        jobs_insert = floor.insert_jobs_one_per_transaction(Job._meta.db_table, count)
+        reset_queue()
         return {
             "floor_insert": floor.insert_one_per_transaction(count),
+            "floor_insert_jobs": jobs_insert,
             "floor_1tx": floor.claim_and_complete(count, per_transaction=1),
             "floor_10tx": floor.claim_and_complete(count, per_transaction=10),
         }
