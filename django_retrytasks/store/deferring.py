@@ -119,12 +119,18 @@ def _insert(rows: list[NewJobRow], using: str) -> list[int]:
 
 
 def _insert_models(rows: list[NewJobRow], using: str) -> list[int]:
-    """Through the ORM, for MySQL and MariaDB (no statement of their own here)."""
+    """MySQL and MariaDB: one job by a plain INSERT, several through the ORM."""
     connection = connections[using]
+    on_mysql = connection.vendor == "mysql"
+    if on_mysql and len(rows) == 1:
+        # A statement over MySQL's max_allowed_packet breaks the connection: refuse it.
+        mysql.rows_per_insert(connection, [rows[0].task_kwargs])
+        return [mysql.insert_job(connection, rows[0])]
     models = [Job(**row._asdict() | {"task_kwargs": json.loads(row.task_kwargs)}) for row in rows]
-    # A statement over MySQL's max_allowed_packet breaks the connection: refuse such a job,
-    # and split a batch that would make one.
-    batch_size = mysql.rows_per_insert(connection, models) if connection.vendor == "mysql" else None
+    # The ORM sends the arguments as json.dumps writes them: measured so, a batch that
+    # would make too long a statement is split.
+    texts = [json.dumps(model.task_kwargs) for model in models]
+    batch_size = mysql.rows_per_insert(connection, texts) if on_mysql else None
     if len(models) == 1 or not connection.features.can_return_rows_from_bulk_insert:
         # MySQL (not MariaDB) gives no ids back from a multi-row INSERT: a row at a time,
         # still all or nothing in the caller's savepoint.

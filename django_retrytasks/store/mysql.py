@@ -12,7 +12,6 @@ index does elsewhere.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,7 +19,13 @@ from typing import Any
 from django.db import InternalError, OperationalError, transaction
 
 from django_retrytasks.models import Attempt, Job
-from django_retrytasks.store.rows import ATTEMPT_VALUES, JOB_ASSIGNMENTS, OutcomeRow
+from django_retrytasks.store.rows import (
+    ATTEMPT_VALUES,
+    JOB_ASSIGNMENTS,
+    NewJobRow,
+    OutcomeRow,
+    new_job_insert,
+)
 from django_retrytasks.store.sql import execute
 
 #: InnoDB's "deadlock found" and "lock wait timeout": the transaction was rolled back and
@@ -171,20 +176,20 @@ def max_packet(connection: Any) -> int:
     return int(size)
 
 
-def rows_per_insert(connection: Any, rows: Sequence[Job]) -> int:
-    """How many of ``rows`` one INSERT may carry within ``max_allowed_packet``.
+def rows_per_insert(connection: Any, texts: Sequence[str]) -> int:
+    """How many jobs one INSERT may carry within ``max_allowed_packet``.
 
-    Raises ``ValueError`` for a job that no statement can carry: sent, it would make the
-    server refuse the statement and drop the connection.
+    ``texts``: the JSON text of each job's arguments, as the statement sends it. Raises
+    ``ValueError`` for a job that no statement can carry: sent, it would make the server
+    refuse the statement and drop the connection.
     """
     limit = max_packet(connection)
     largest = 0
-    for index, row in enumerate(rows):
-        text = json.dumps(row.task_kwargs)
+    for index, text in enumerate(texts):
         # Sent as a quoted SQL string: quotes and backslashes are escaped, one byte each.
-        size = len(text) + text.count('"') + text.count("\\") + text.count("'")
+        size = len(text.encode()) + text.count('"') + text.count("\\") + text.count("'")
         if size + INSERT_OVERHEAD > limit:
-            which = f"job {index + 1} of the batch" if len(rows) > 1 else "the job"
+            which = f"job {index + 1} of the batch" if len(texts) > 1 else "the job"
             raise ValueError(
                 f"the arguments of {which} take {size:,} bytes in SQL, more than this "
                 f"MySQL server takes in one statement (max_allowed_packet = {limit:,} bytes); "
@@ -193,6 +198,22 @@ def rows_per_insert(connection: Any, rows: Sequence[Job]) -> int:
             )
         largest = max(largest, size)
     return max(1, limit // (largest + INSERT_OVERHEAD))
+
+
+@functools.cache
+def _insert_job_sql() -> str:
+    # Quoted: ``lock`` is a reserved word in MySQL and MariaDB.
+    columns, values = new_job_insert(Job, quote=lambda column: f"`{column}`")
+    return f"INSERT INTO {Job._meta.db_table} ({columns}) VALUES {values}"
+
+
+def insert_job(connection: Any, row: NewJobRow) -> int:
+    """Store one new job with one plain INSERT and return its id (``LAST_INSERT_ID()``)."""
+    moment = connection.ops.adapt_datetimefield_value
+    params = row._replace(scheduled_at=moment(row.scheduled_at), created_at=moment(row.created_at))
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_job_sql(), list(params))
+        return int(cursor.lastrowid)
 
 
 def is_outage(error: OperationalError) -> bool:

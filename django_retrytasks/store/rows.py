@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 
@@ -116,3 +116,12 @@ def default_literals(model: Any, *, besides: Sequence[str]) -> list[tuple[str, s
             raise TypeError(f"no SQL literal for the default of {model.__name__}.{field.name}")
         columns.append((str(field.column), literal))
     return columns
+
+
+def new_job_insert(model: Any, *, quote: Callable[[str], str] = str) -> tuple[str, str]:
+    """A new job's INSERT: its column list, and one row of values (``%s`` for the columns
+    of :class:`NewJobRow`, the literal default for every other column)."""
+    defaults = default_literals(model, besides=NEW_JOB_COLUMNS)
+    columns = ", ".join(quote(column) for column in [*NEW_JOB_COLUMNS, *(c for c, _ in defaults)])
+    placeholders = ["%s"] * len(NEW_JOB_COLUMNS)
+    return columns, "(" + ", ".join(placeholders + [literal for _, literal in defaults]) + ")"

@@ -14,10 +14,9 @@ from django_retrytasks.models import Attempt, Job
 from django_retrytasks.store.rows import (
     ATTEMPT_VALUES,
     JOB_ASSIGNMENTS,
-    NEW_JOB_COLUMNS,
     NewJobRow,
     OutcomeRow,
-    default_literals,
+    new_job_insert,
 )
 from django_retrytasks.store.sql import execute, fetch_all, sized_chunks
 
@@ -155,11 +154,7 @@ _INSERT_ROWS = 1024
 
 @functools.lru_cache(maxsize=16)
 def _insert_jobs_sql(count: int) -> str:
-    defaults = default_literals(Job, besides=NEW_JOB_COLUMNS)
-    columns = ", ".join([*NEW_JOB_COLUMNS, *(column for column, _ in defaults)])
-    one = (
-        "(" + ", ".join(["%s"] * len(NEW_JOB_COLUMNS) + [literal for _, literal in defaults]) + ")"
-    )
+    columns, one = new_job_insert(Job)
     return f"INSERT INTO {Job._meta.db_table} ({columns}) VALUES {', '.join([one] * count)} RETURNING id"
 
 
