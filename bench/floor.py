@@ -125,24 +125,20 @@ class Floor:
             self.execute(sql, ("floor.nothing", "{}"))
         return count / (time.perf_counter() - started)
 
-    def insert_jobs_one_per_transaction(self, jobs_table: str, count: int) -> float:
+    def insert_jobs_one_per_transaction(self, insert_sql: str, count: int) -> float:
         """Rows per second, each one job of the queue's own table in its own transaction.
 
-        The row ``defer()`` stores, written against the driver: what the jobs table's indexes
-        and triggers cost beside the floor's bare table, with none of our Python around it.
-        The caller empties the table afterwards.
+        ``insert_sql``: the INSERT of one new job as the store writes it (``%s`` for the
+        columns of ``NewJobRow``). The row ``defer()`` stores, sent through the driver: what
+        the jobs table's indexes and triggers cost beside the floor's bare table, with none
+        of our Python around it. The caller empties the table afterwards.
         """
-        returning = "" if self.vendor == "mysql" else " RETURNING id"
-        sql = (
-            f"INSERT INTO {jobs_table} (task_name, task_kwargs, queue, priority, scheduled_at, "
-            "scheduled_later, created_at, backend, status, attempts, abort_requested, snoozes, "
-            "consecutive_losses, held, claimed_ahead) VALUES (%s, %s, 'default', 0, %s, FALSE, "
-            f"%s, '', 'todo', 0, FALSE, 0, 0, FALSE, FALSE){returning}"
-        )
         started = time.perf_counter()
         for _ in range(count):
             now = self.now()
-            self.execute(sql, ("floor.nothing", "{}", now, now))
+            self.execute(
+                insert_sql, ("floor.nothing", "{}", "default", 0, None, None, now, False, now, "")
+            )
         return count / (time.perf_counter() - started)
 
     def seed(self, count: int) -> None:

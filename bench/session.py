@@ -45,6 +45,7 @@ from bench.harness import (  # sets Django up
 from bench.pooled import workload_pgbouncer
 from bench.stats import percentile
 from django_retrytasks.models import Attempt, Job
+from django_retrytasks.store.rows import new_job_insert
 from testproject.demo import bench_tasks
 
 #: Even past the time limit, the memory run drains this long: enough to tell a peak and a trend.
@@ -240,8 +241,11 @@ def workload_floor(config: dict[str, Any], settings: dict[str, Any]) -> dict[str
     floor = Floor(connection.settings_dict, connection.vendor, settings.get("synchronous", ""))
     try:
         count = config["floor_jobs"]
+        columns, values = new_job_insert(Job, quote=connection.ops.quote_name)
+        returning = "" if connection.vendor == "mysql" else " RETURNING id"  # defer() needs the id
+        insert_sql = f"INSERT INTO {Job._meta.db_table} ({columns}) VALUES {values}{returning}"
         reset_queue()
-        jobs_insert = floor.insert_jobs_one_per_transaction(Job._meta.db_table, count)
+        jobs_insert = floor.insert_jobs_one_per_transaction(insert_sql, count)
         reset_queue()
         return {
             "floor_insert": floor.insert_one_per_transaction(count),

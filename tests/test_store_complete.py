@@ -51,29 +51,53 @@ def test_every_transition_is_stored_in_one_batch_and_each_is_fenced(db: None, cl
 
     done = job(succeed)
     assert (done.status, done.attempts, done.return_value, done.finished_at) == (
-        "succeeded", 1, {"ok": [1, 2]}, clock()
+        "succeeded",
+        1,
+        {"ok": [1, 2]},
+        clock(),
     )
     moved = job(retry)
     assert (moved.status, moved.attempts, moved.scheduled_at, moved.scheduled_later) == (
-        "todo", 1, later, True
+        "todo",
+        1,
+        later,
+        True,
     )
-    assert (moved.priority, moved.queue, moved.lock, moved.consecutive_losses) == (7, "slow", "l", 0)
+    assert (moved.priority, moved.queue, moved.lock, moved.consecutive_losses) == (
+        7,
+        "slow",
+        "l",
+        0,
+    )
     snoozed = job(snooze)
     assert (snoozed.status, snoozed.attempts, snoozed.snoozes) == ("todo", 0, 1)
     held = job(fail)
-    assert (held.status, held.attempts, held.held, held.consecutive_losses) == ("failed", 1, True, 3)
+    assert (held.status, held.attempts, held.held, held.consecutive_losses) == (
+        "failed",
+        1,
+        True,
+        3,
+    )
     back = job(interrupt)
     assert (back.status, back.attempts, back.scheduled_at, back.scheduled_later) == (
-        "todo", 0, clock(), False
+        "todo",
+        0,
+        clock(),
+        False,
     )
     assert job(fenced_off).status == "doing"
     assert not Attempt.objects.filter(job_id=fenced_off.record.id).exists()
     attempt = Attempt.objects.get(job_id=retry.record.id)
     assert (attempt.number, attempt.outcome, attempt.retry_at, attempt.decision) == (
-        1, "failed", later, "retry in 300s"
+        1,
+        "failed",
+        later,
+        "retry in 300s",
     )
     assert (attempt.started_at, attempt.finished_at, attempt.error_type) == (
-        retry.started_at, clock(), "E"
+        retry.started_at,
+        clock(),
+        "E",
     )
 
 
@@ -88,7 +112,9 @@ def test_a_second_outcome_gets_the_next_attempt_number(db: None, clock: Clock) -
 
 
 def test_every_column_of_an_attempt_is_written() -> None:
-    columns = {field.column for field in Attempt._meta.local_concrete_fields if not field.primary_key}
+    columns = {
+        field.column for field in Attempt._meta.local_concrete_fields if not field.primary_key
+    }
     assert columns == {column for column, _ in ATTEMPT_VALUES}
 
 
@@ -106,7 +132,7 @@ def test_an_outcome_stored_twice_is_stored_once(db: None, clock: Clock) -> None:
 
 #: Text that a statement's own encoding of rows could get wrong: quotes, backslashes, braces,
 #: commas, newlines, JSON's escapes, non-ASCII letters and a character outside the BMP.
-AWKWARD = 'a "quoted" \\ back\\slash, {brace} [list] \n new line \\u0041 é ß 中 🙂 \'single\''
+AWKWARD = "a \"quoted\" \\ back\\slash, {brace} [list] \n new line \\u0041 é ß 中 🙂 'single'"
 
 
 def test_a_batch_larger_than_a_values_list_reads_back_exactly(db: None, clock: Clock) -> None:
@@ -133,10 +159,15 @@ def test_a_batch_larger_than_a_values_list_reads_back_exactly(db: None, clock: C
         assert attempt.finished_at == clock()
         if number % 2:
             assert (job.status, job.scheduled_at, job.queue, job.lock) == (
-                "todo", later, AWKWARD[:20], AWKWARD
+                "todo",
+                later,
+                AWKWARD[:20],
+                AWKWARD,
             )
             assert (attempt.worker_name, attempt.error_message, attempt.traceback) == (
-                AWKWARD, AWKWARD, AWKWARD * 3
+                AWKWARD,
+                AWKWARD,
+                AWKWARD * 3,
             )
             assert (attempt.retry_at, attempt.decision) == (later, AWKWARD)
         else:
@@ -155,7 +186,7 @@ def test_a_batch_of_new_jobs_larger_than_a_values_list_reads_back_exactly(db: No
 
 
 def test_one_job_and_a_batch_of_jobs_are_stored_alike(db: None) -> None:
-    """defer() of one job has a statement of its own on PostgreSQL (migration 0012)."""
+    """defer() of one job has a statement of its own on PostgreSQL (migration 0012), MariaDB and MySQL."""
     options = {"lock": AWKWARD, "queue": "alike", "priority": -3}
     one = noop.configure(queueing_lock="q", **options).defer(text=AWKWARD)
     first, second = noop.configure(**options).batch_defer({"text": AWKWARD}, {})
